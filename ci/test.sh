@@ -28,7 +28,7 @@ status=0
 
 summarise() { # name logfile rc
   local line
-  line=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$2" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+  line=$(grep -E '(passed|failed|errors?|skipped|no tests ran).* in [0-9.]+s' "$2" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
   [ -n "$line" ] || line="no pytest summary (rc=$3)"
   SUMMARY+=("$(printf '%-18s %s  [rc=%s]' "$1" "$line" "$3")")
 }
@@ -42,9 +42,11 @@ for p in "${PAPERS[@]}"; do
   if ! UV_PROJECT_ENVIRONMENT="$env_dir" uv sync --frozen --quiet --package "vlrepro-$p"; then
     SUMMARY+=("$(printf '%-18s %s' "vlrepro-$p" "uv sync failed")"); status=1; continue
   fi
-  echo "== vlrepro-$p: pytest shared/tests packages/$p/tests"
+  targets=(shared/tests)
+  [ -d "packages/$p/tests" ] && targets+=("packages/$p/tests")
+  echo "== vlrepro-$p: pytest ${targets[*]}"
   log="$LOGDIR/$p.log"
-  "$env_dir/bin/python" -m pytest shared/tests "packages/$p/tests" -q -p no:cacheprovider 2>&1 | tee "$log"
+  "$env_dir/bin/python" -m pytest "${targets[@]}" -q -p no:cacheprovider 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   # exit 5 = no tests collected: a failure, never hidden
   [ "$rc" -eq 0 ] || status=1
