@@ -109,3 +109,14 @@ def test_require_file_message_names_variable(tmp_path):
     f.write_text("1")
     assert paths.require_file(f) == f
     assert os.fspath(paths.require_dir(tmp_path)) == os.fspath(tmp_path)
+
+
+def test_load_pretrained_one_line_error(tmp_path):
+    import transformers
+
+    from vlrepro.shared.errors import load_pretrained
+
+    for bad in (str(tmp_path / "no" / "such" / "dir"), "no-such-org/no-such-model-offline"):
+        with pytest.raises(VlreproError, match="cannot load tokenizer") as ei:
+            load_pretrained(transformers.AutoTokenizer, bad, what="tokenizer", local_files_only=True)
+        assert "\n" not in ei.value.one_line() and bad in ei.value.one_line()

@@ -61,3 +61,20 @@ def read_jsonl(path: str | Path, *, what: str = "file", fix: str | None = None) 
             except json.JSONDecodeError as e:
                 raise MalformedFileError(f"{what} line {lineno} is not valid JSON: {p} ({e})", fix=fix) from None
     return rows
+
+
+def load_pretrained(cls, name_or_path, *, what: str = "model", **kwargs: Any):
+    """``cls.from_pretrained(name_or_path, **kwargs)`` with a one-line error when it cannot be had.
+
+    An unknown hub id while offline, a missing local folder or a folder without weights raise
+    ``OSError`` or (older huggingface_hub, for path-like ids) ``HFValidationError``, a
+    ``ValueError``: both become :class:`VlreproError` naming the id and the fix.
+    """
+    try:
+        return cls.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VlreproError(
+            f"cannot load {what} {str(name_or_path)!r}: {first}",
+            fix="pass a local folder that holds it, or a hub id already in HF_HOME's cache (offline runs cannot download)",
+        ) from None

@@ -116,16 +116,10 @@ def clip_features(
     import transformers
     from PIL import Image
 
-    from .errors import VlreproError
+    from .errors import load_pretrained
 
-    try:
-        model = transformers.CLIPModel.from_pretrained(model_name_or_path).to(device).eval()
-        processor = transformers.CLIPProcessor.from_pretrained(model_name_or_path)
-    except OSError as e:
-        raise VlreproError(
-            f"cannot load CLIP model {model_name_or_path!r}: {str(e).splitlines()[0]}",
-            fix="pass a local folder, or set HF_HOME to a cache that holds it (offline runs cannot download)",
-        ) from None
+    model = load_pretrained(transformers.CLIPModel, model_name_or_path, what="CLIP model").to(device).eval()
+    processor = load_pretrained(transformers.CLIPProcessor, model_name_or_path, what="CLIP processor")
     feats = []
     for start in range(0, len(items), batch_size):
         batch = list(items[start : start + batch_size])
