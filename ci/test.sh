@@ -23,6 +23,7 @@ command -v java >/dev/null 2>&1 || echo "ci/test.sh: warning: no java on PATH; c
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONDONTWRITEBYTECODE=1 WANDB_MODE=disabled GRADIO_ANALYTICS_ENABLED=False
 LOGDIR=${VLREPRO_TEST_LOGS:-$(mktemp -d)}
+mkdir -p "$LOGDIR"
 declare -a SUMMARY
 status=0
 

@@ -8,8 +8,52 @@ from collections.abc import Sequence
 from vlrepro.shared.paper_cli import Verb, run_paper_cli
 
 from . import PAPER
+from . import configs as _configs  # noqa: F401  (registers the ${vlrepro_data:…} resolvers)
 
-VERBS: list[Verb] = []
+
+def _smoke(cfg):
+    from .smoke import run_smoke
+
+    return run_smoke(cfg)
+
+
+def _train(cfg):
+    from .runs import run_train
+
+    return run_train(cfg)
+
+
+def _eval(cfg):
+    from .runs import run_eval
+
+    return run_eval(cfg)
+
+
+def _demo(cfg):
+    from .demo import run_demo
+
+    return run_demo(cfg)
+
+
+#: the seed's HF TrainingArguments flags, accepted under the same spelling
+_HF_FLAGS = {
+    "--per_device_eval_batch_size": "training_args.per_device_eval_batch_size",
+    "--per_device_train_batch_size": "training_args.per_device_train_batch_size",
+    "--output_dir": "training_args.output_dir",
+    "--num_train_epochs": "training_args.num_train_epochs",
+    "--learning_rate": "training_args.learning_rate",
+}
+
+VERBS: list[Verb] = [
+    Verb("smoke", "tiny LCL model on the mini ImageNet/ISEKAI data: train, eval, results.json", _smoke),
+    Verb("train", "fine-tune on ImageNet-900 link-context episodes (experiment=lcl_train_2way_weight|lcl_train_mix1)",
+         _train, flags=_HF_FLAGS),
+    Verb("eval", "2-way LCL accuracy (experiment=lcl_eval_isekai_10|lcl_eval_isekai_pair|lcl_eval_imagenet100)",
+         _eval, flags=_HF_FLAGS),
+    Verb("demo", "Gradio app with the VQA and LCL tabs (binds 127.0.0.1 unless --server_name)", _demo,
+         flags={"--model_path": "model_path", "--server_name": "server_name", "--server_port": "server_port",
+                "--load_in_8bit": "load_in_8bit", "--load_in_4bit": "load_in_4bit"}),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

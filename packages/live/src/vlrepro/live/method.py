@@ -1,0 +1,208 @@
+"""LIVE, the method: one learnable in-context vector per decoder layer (spec live.md §1).
+
+Notation (spec §1.1-§1.3; equation numbers are the spec's, the paper's text was not available):
+
+- (1)  parameters: ``V`` of shape (1, L, d) -- one vector ``v_l`` per hooked layer, ~N(0, 0.01²);
+       ``alpha`` of shape (1, L), filled with ``alpha_init_value``; scale ``a_l = sigmoid(alpha_l)``
+       if ``use_sigmoid`` else ``alpha_l``.
+- (2)  shift, at every token position of the hooked module's output ``h`` (B, T, d):
+       ``s = h + a_l * v_l``
+- (3)  norm-preserving rescale, per token: ``h' = s / ||s||_2 * ||h||_2``
+- (4)  distillation: ``L_d = tau² * mean_tokens sum_vocab p_T (log(p_T + eps) - log(p_S + eps))``,
+       ``p = softmax(z / tau)``, teacher = frozen LMM with k demonstrations (no hooks, no grad),
+       student = the same LMM on the query alone with the hooks on.
+- (5)  total: ``L = L_d + hard_loss_weight * L_CE`` (``only_hard_loss``: ``L = L_CE``).
+
+Hooks are native ``register_forward_hook`` hooks (replacing baukit's ``TraceDict``), placed where
+the original places them: IDEFICS (v1) on each decoder layer's output, Idefics2 on each decoder
+layer's MLP output (before the residual add). They are always removed on leaving the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlrepro.shared.hooks import edit_outputs
+
+
+class GlobalICVEncoder(nn.Module):
+    """The trainable part of LIVE: ``icv`` (1, L, d) and ``alpha`` (1, L) -- eq. (1).
+
+    Parameter names match the original checkpoint keys (``icv_encoder.icv``, ``icv_encoder.alpha``)
+    once nested under a module attribute called ``icv_encoder``.
+    """
+
+    def __init__(
+        self,
+        llm_layers: int,
+        llm_hidden_dim: int,
+        *,
+        use_sigmoid: bool = True,
+        alpha_learnable: bool = True,
+        alpha_init_value: float = 0.0,
+        icv_init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.use_sigmoid = bool(use_sigmoid)
+        # (1, L, d): the paper's initialisation N(0, 0.01²)
+        self.icv = nn.Parameter(torch.randn(1, llm_layers, llm_hidden_dim) * icv_init_std)
+        # (1, L)
+        self.alpha = nn.Parameter(torch.full((1, llm_layers), float(alpha_init_value)), requires_grad=alpha_learnable)
+
+    @property
+    def num_layers(self) -> int:
+        return self.icv.shape[1]
+
+    def scales(self) -> torch.Tensor:
+        """Per-layer scale ``a_l`` of eq. (1): sigmoid(alpha) or the raw alpha. Shape (L,)."""
+        alpha = self.alpha[0]
+        return torch.sigmoid(alpha) if self.use_sigmoid else alpha
+
+    def shifts(self) -> torch.Tensor:
+        """``a_l * v_l`` for every layer, shape (L, d) -- the term added in eq. (2)."""
+        return self.scales()[:, None] * self.icv[0]
+
+    def layer_shift(self, layer: int) -> torch.Tensor:
+        """``a_l * v_l`` for one layer, shape (d,)."""
+        alpha = self.alpha[0, layer]
+        scale = torch.sigmoid(alpha) if self.use_sigmoid else alpha
+        return scale * self.icv[0, layer]
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def norm_preserving_shift(hidden: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Eqs. (2)-(3): add ``shift`` (d,) at every position of ``hidden`` (..., d), keep each token's norm.
+
+    Computed as ``s * (||h|| / ||s||)`` so that a zero shift is *exactly* the identity
+    (``s == h`` bitwise, ratio ``x / x == 1.0``), not just close to it. The result is cast back
+    to ``hidden``'s dtype: with bf16 weights the fp32 shift would otherwise promote the residual
+    stream (spec addendum). The original has no guard for ``||s|| == 0`` and returns NaN there;
+    here such a token keeps its original value.
+    """
+    s = hidden.float() + shift.float()  # (..., d) fp32
+    h_norm = hidden.float().norm(dim=-1, keepdim=True)  # (..., 1)
+    s_norm = s.norm(dim=-1, keepdim=True)  # (..., 1)
+    ratio = h_norm / s_norm.clamp_min(torch.finfo(s.dtype).tiny)
+    out = torch.where(s_norm == 0, hidden.float(), s * ratio)
+    return out.to(hidden.dtype)
+
+
+@contextmanager
+def icv_hooks(model: nn.Module, layer_names: Sequence[str], encoder: GlobalICVEncoder) -> Iterator[None]:
+    """Within the block, the output of ``layer_names[l]`` is shifted by ``encoder``'s layer ``l``.
+
+    One native forward hook per module (tuple outputs: element 0 only); the shift is recomputed
+    from the parameters on every call, so gradients reach ``icv`` and ``alpha`` and every decoding
+    step of ``generate`` (KV cache included) is shifted too. All hooks are removed on exit.
+    """
+    if len(layer_names) != encoder.num_layers:
+        raise ValueError(f"{len(layer_names)} hooked modules but the encoder has {encoder.num_layers} vectors")
+    row = {name: i for i, name in enumerate(layer_names)}
+
+    def edit(name: str, h: torch.Tensor) -> torch.Tensor:
+        # only this layer's row: a_l * v_l, (d,), a fresh autograd graph per call
+        shift = encoder.layer_shift(row[name]).to(h.device)
+        return norm_preserving_shift(h, shift)
+
+    with edit_outputs(model, list(layer_names), edit):
+        yield
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def kl_distillation_loss(
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Eq. (4): ``tau² * mean_n sum_v p_T (log(p_T + eps) - log(p_S + eps))`` over paired rows.
+
+    Both inputs are the *selected* logits, shape (N, V), paired row by row (teacher row n and
+    student row n predict the same answer token). Upcast to fp32 first: since transformers 4.46
+    logits come back in the model dtype.
+    """
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            f"teacher selects {tuple(teacher_logits.shape)} answer logits but the student {tuple(student_logits.shape)}: "
+            "the query tokenises differently inside and outside the demonstrations"
+        )
+    p_t = F.softmax(teacher_logits.float() / temperature, dim=-1)  # (N, V)
+    p_s = F.softmax(student_logits.float() / temperature, dim=-1)  # (N, V)
+    kl_per_token = (p_t * (torch.log(p_t + eps) - torch.log(p_s + eps))).sum(-1)  # (N,)
+    return kl_per_token.mean() * temperature**2
+
+
+def causal_ce_loss(logits: torch.Tensor, input_ids: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy computed from the logits (the ``labels=`` path is not used).
+
+    ``logits`` (B, T, V), ``input_ids`` (B, T), ``label_mask`` (B, T): which *target* tokens count.
+    Position t's logits predict token t+1. transformers >= 4.52 crashes on IDEFICS ``labels=`` when
+    ``additional_vocab_size > 0`` (spec §10), and computing it here makes the choice of counted
+    positions explicit.
+    """
+    shift_logits = logits[:, :-1].float()  # (B, T-1, V)
+    targets = input_ids[:, 1:]  # (B, T-1)
+    keep = label_mask[:, 1:].bool()  # (B, T-1)
+    if not keep.any():
+        raise ValueError("no label positions selected for the cross-entropy")
+    return F.cross_entropy(shift_logits[keep], targets[keep])
+
+
+def answer_position_mask(attention_mask: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Positions ``t >= start[b]`` that are not padding (right padding), shape (B, T) bool.
+
+    Spec §1.3 step 3: for the student ``start = query_x_length`` (non-pad length of the
+    answer-less query, BOS included); for the teacher ``start = ice_length + query_x_length - 1``
+    (the query's BOS is not repeated inside the teacher sequence). Both select the positions of
+    the answer tokens, the "." and the EOS, in order.
+    """
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, :]  # (1, T)
+    return (positions >= start[:, None].to(attention_mask.device)) & attention_mask.bool()
+
+
+def live_loss(
+    *,
+    student_logits: torch.Tensor,
+    student_mask: torch.Tensor,
+    student_input_ids: torch.Tensor,
+    ce_mask: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    teacher_mask: torch.Tensor | None,
+    hard_loss_weight: float,
+    only_hard_loss: bool = False,
+    temperature: float = 1.0,
+    kl_eps: float = 1e-6,
+) -> dict[str, torch.Tensor]:
+    """Eq. (5): ``L = L_d + hard_loss_weight * L_CE``; returns the total and its parts.
+
+    ``student_mask``/``teacher_mask`` (B, T) select the paired answer logits of eq. (4);
+    ``ce_mask`` (B, T) selects the CE targets.
+    """
+    out: dict[str, torch.Tensor] = {}
+    total = student_logits.new_zeros((), dtype=torch.float32)
+    if not only_hard_loss:
+        if teacher_logits is None or teacher_mask is None:
+            raise ValueError("the KL term needs the teacher's logits and mask")
+        kl = kl_distillation_loss(
+            teacher_logits[teacher_mask.bool()], student_logits[student_mask.bool()], temperature=temperature, eps=kl_eps
+        )
+        out["kl_loss"] = kl
+        total = total + kl
+    if only_hard_loss and hard_loss_weight == 0:
+        raise ValueError("only_hard_loss=True with hard_loss_weight=0 leaves no loss (the original returns None)")
+    if hard_loss_weight != 0:
+        ce = causal_ce_loss(student_logits, student_input_ids, ce_mask)
+        out["ce_loss"] = ce
+        total = total + hard_loss_weight * ce
+    out["loss"] = total
+    return out
