@@ -67,7 +67,8 @@ PTB_PUNCTUATIONS = frozenset(
 )
 # The original only replaces "\n"; Java also ends a line at these, which would shift every
 # following caption onto the wrong image, so they become spaces too.
-_LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\u0085": " ", "\u2028": " ", "\u2029": " "})
+# Vertical tab and form feed end a line for it too (measured on the 3.4.1 jar).
+_LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\v\f\u0085\u2028\u2029"})
 _JAVA_FIX = "install a Java runtime (e.g. `apt-get install default-jre-headless`) or leave out METEOR/SPICE and use tokenize=False"
 
 
@@ -121,7 +122,9 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]], *, timeout: float =
     jar = _jar("tokenizer", "stanford-corenlp-3.4.1.jar")
     with tempfile.TemporaryDirectory(prefix="vlrepro-ptb-") as tmp:
         src = Path(tmp) / "captions.txt"
-        src.write_bytes("\n".join(lines).encode("utf-8"))
+        # Every line newline-terminated: the jar echoes a final newline only when the input has one,
+        # so with a bare join an empty last caption (a model that generated nothing) was lost.
+        src.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
         cmd = [_java(), "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", src.name]
         try:
             proc = subprocess.run(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
@@ -132,7 +135,7 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]], *, timeout: float =
         raise VlreproError(f"PTB tokenizer (java) failed with exit status {proc.returncode}: {err[-1] if err else 'no message'}", fix=_JAVA_FIX)
     tokenized = proc.stdout.decode("utf-8").split("\n")
     if tokenized and tokenized[-1] == "":
-        tokenized.pop()  # the tokenizer ends its output with a newline
+        tokenized.pop()  # the newline that ends the last line
     if len(tokenized) != len(lines):
         raise VlreproError(f"PTB tokenizer returned {len(tokenized)} lines for {len(lines)} captions")
     for key, line in zip(keys, tokenized):
