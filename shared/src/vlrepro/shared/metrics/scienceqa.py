@@ -141,6 +141,11 @@ def scienceqa_accuracy(
             subject, grade = prob["subject"], prob["grade"]
         except (KeyError, TypeError):
             raise MalformedFileError(f"ScienceQA problem {pid} lacks choices/answer/subject/grade") from None
+        if (isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or not isinstance(grade, str)
+                or isinstance(label, bool) or not isinstance(label, int)):
+            raise MalformedFileError(
+                f"ScienceQA problem {pid}: choices must be a list, answer an option index and grade a string like 'grade3'"
+            )
         idx = parse_answer(preds[pid], choices)
         unparsed += idx == -1
         ok = int(idx == label)
@@ -175,7 +180,12 @@ def load_predictions(path: str) -> dict[str, int | str]:
     try:
         doc: Any = read_json(path, what="ScienceQA results file", fix=_RESULTS_FIX)
     except MalformedFileError:
-        doc = read_jsonl(path, what="ScienceQA results file", fix=_RESULTS_FIX)  # LLaVA writes .jsonl
+        try:
+            doc = read_jsonl(path, what="ScienceQA results file", fix=_RESULTS_FIX)  # LLaVA writes .jsonl
+        except UnicodeDecodeError as e:
+            raise MalformedFileError(f"ScienceQA results file is not UTF-8 text: {path} ({e})", fix=_RESULTS_FIX) from None
+    if isinstance(doc, dict) and ("question_id" in doc or "pid" in doc):
+        doc = [doc]  # a one-line LLaVA answers file parses as a single JSON object
     if isinstance(doc, dict):
         if isinstance(doc.get("results"), dict):  # ScienceQA / LaVIN result file
             doc = doc["results"]
