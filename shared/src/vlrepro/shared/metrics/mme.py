@@ -85,6 +85,8 @@ def mme_scores(rows: Sequence[Mapping[str, Any]], *, rule: str = "official") -> 
         VlreproError: no rows, an unknown subtask, a ground truth other than yes/no, or an image
             that does not have exactly two questions (the official tool asserts the same).
     """
+    if rule not in RULES:
+        raise VlreproError(f"unknown MME parsing rule {rule!r}", fix=f"use one of {', '.join(RULES)}")
     if not rows:
         raise VlreproError("MME results are empty: nothing to score")
     known = set(PERCEPTION) | set(COGNITION)
@@ -99,7 +101,9 @@ def mme_scores(rows: Sequence[Mapping[str, Any]], *, rule: str = "official") -> 
         gt_l = str(gt).strip().lower()
         if gt_l not in ("yes", "no"):
             raise MalformedFileError(f"MME {task}: ground truth of {image} is {gt!r}, not yes/no")
-        by_task.setdefault(task, {}).setdefault(str(image), []).append((gt_l, parse_yes_no(str(pred), rule)))
+        # a missing answer (None) is "other", not str(None) = "none" -> "no"
+        parsed = parse_yes_no(pred, rule) if isinstance(pred, str) else "other"
+        by_task.setdefault(task, {}).setdefault(str(image), []).append((gt_l, parsed))
 
     subtasks: dict[str, dict[str, Any]] = {}
     for task in PERCEPTION + COGNITION:
