@@ -230,6 +230,11 @@ def test_loss_counts_only_answer_tokens_hand_computed(make_model):
 
 
 def test_overfitting_one_batch_halves_the_loss(make_model):
+    """Spec §9.6: ~30 AdamW steps on one tiny batch (42 answer tokens, image and text-only rows) halve the loss.
+
+    Only the adapters train, through a frozen random LLaMA whose LM head can express confident
+    predictions (``init_tiny_llama``); with a 0.02-std head the loss cannot fall below ~4.5.
+    """
     torch.manual_seed(0)
     model = make_model().train()
     ex, labels, images, ind = _batch(model, ["how many circles are there", "what shape is red"], [1, 0])
@@ -237,11 +242,11 @@ def test_overfitting_one_batch_halves_the_loss(make_model):
     first = None
     for _ in range(30):
         loss = model(ex, labels, images, ind)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first
+    assert float(loss.detach()) < 0.5 * first
 
 
 # ----------------------------------------------------------------------------- generation and checkpoints

@@ -26,12 +26,21 @@ from .train import train
 
 
 def init_tiny_llama(model: Transformer, seed: int) -> None:
-    """LLaMA-style small-normal init (std 0.02) so a random tiny LM starts near uniform."""
+    """LLaMA-style small-normal init (std 0.02), except the LM head (``output``), std ``d^-1/2``.
+
+    The head stays frozen under ADEM-VL, and the final RMSNorm fixes ``|h| = √d``, so the largest
+    logit any hidden state can reach is about ``std · d``: 1.3 for std 0.02 at d = 64, which caps a
+    320-way softmax at p ≈ 0.01 (loss ≥ ~4.5) whatever the adapters learn. A pretrained LLaMA's head
+    reaches logits of 10-20; std ``d^-1/2`` (logit std 1 at init, reachable logit ≈ √d = 8) gives the
+    tiny model a head that can express a confident prediction too.
+    """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.fill_(1.0)
+            elif name == "output.weight":
+                p.copy_(torch.randn(p.shape, generator=g) * p.shape[1] ** -0.5)
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.02)
 
