@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from vlrepro.shared.cli import main as cli_main
 from vlrepro.shared.errors import MalformedFileError, MissingFileError, VlreproError
 from vlrepro.shared.metrics.mme import COGNITION, PERCEPTION, mme_scores, parse_yes_no, read_results_dir

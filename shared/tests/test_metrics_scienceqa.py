@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from vlrepro.shared.cli import main as cli_main
 from vlrepro.shared.errors import MalformedFileError, VlreproError
 from vlrepro.shared.metrics.scienceqa import load_predictions, parse_answer, scienceqa_accuracy
@@ -141,7 +140,7 @@ def test_two_decimal_rounding_matches_the_official_format() -> None:
     for total in range(1, 120):
         for right in range(total + 1):
             x = right / total * 100
-            assert round(x, 2) == float("{:.2f}".format(x))
+            assert round(x, 2) == float(f"{x:.2f}")
 
 
 def test_missing_unknown_and_empty_predictions() -> None:
@@ -182,7 +181,7 @@ def test_matches_a_pandas_restatement_of_get_scores() -> None:
     # The official frame: one row per problem, the test split, context flags by truthiness.
     frame = pd.DataFrame(problems).T
     frame = frame[frame["split"] == "test"].copy()
-    frame["true_false"] = [preds[p] == a for p, a in zip(frame.index, frame["answer"])]
+    frame["true_false"] = [preds[p] == a for p, a in zip(frame.index, frame["answer"], strict=True)]
     frame["has_text"] = [bool(h) for h in frame["hint"]]
     frame["has_image"] = [bool(m) for m in frame["image"]]
     frame["no_context"] = ~frame["has_text"] & ~frame["has_image"]

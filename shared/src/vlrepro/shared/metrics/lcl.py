@@ -99,7 +99,9 @@ def lcl_accuracy(
         negatives: where the negative labels come from when rows do not carry them: a sequence
             of lower-cased ``[positive_promt, negative_promt]`` pairs aligned with ``rows``
             (ISEKAI, :func:`load_isekai_pairs`), or a mapping from a lower-cased class name to
-            its paired class (ImageNet-100, :func:`load_imagenet_pairs`).
+            its paired class (ImageNet-100, :func:`load_imagenet_pairs`). A target label that is
+            not a key as written is looked up in :func:`extract_label`'s form of the keys, since
+            that drops quotes and periods (``"potter's wheel"`` -> ``"potters wheel"``).
 
     Returns:
         ``{"accuracy": correct / n, "correct", "n", "target_failed", "failed"}``.
@@ -114,6 +116,7 @@ def lcl_accuracy(
             fix="score the prediction file of this data set, written once",
         )
     correct = target_failed = failed = 0
+    aliases: dict[str | None, str] | None = None
     for idx, row in enumerate(rows):
         label = extract_label(row.get("target"))
         if label is None:
@@ -128,9 +131,16 @@ def lcl_accuracy(
         elif negatives is None:
             raise VlreproError(f"LCL row {idx} has no negative label", fix="pass the ISEKAI file (--isekai) or the ImageNet pairs (--imagenet-pairs)")
         elif isinstance(negatives, Mapping):
-            if label not in negatives:
-                raise VlreproError(f"target class {label!r} (row {idx}) is not in the ImageNet pairs", fix="pass the test100_pairs.jsonl used for the evaluation")
-            negative = negatives[label]
+            if label in negatives:
+                negative = negatives[label]
+            else:
+                # extract_label drops quotes and periods ("potter's wheel" -> "potters wheel"); the
+                # pairs keep the class name as written, so look it up in the same normal form.
+                if aliases is None:
+                    aliases = {extract_label(name): other for name, other in negatives.items()}
+                if label not in aliases:
+                    raise VlreproError(f"target class {label!r} (row {idx}) is not in the ImageNet pairs", fix="pass the test100_pairs.jsonl used for the evaluation")
+                negative = aliases[label]
         else:
             negative = isekai_negative(negatives[idx], label)
         correct += _rule(pred, label, negative)
@@ -142,11 +152,18 @@ def lcl_accuracy(
 # files and command line
 
 
+def _read_jsonl(path: str, *, what: str, fix: str) -> list[Any]:
+    try:
+        return read_jsonl(path, what=what, fix=fix)
+    except UnicodeDecodeError as e:
+        raise MalformedFileError(f"{what} is not UTF-8 text: {path} ({e})", fix=fix) from None
+
+
 def load_isekai_pairs(path: str) -> list[list[str]]:
     """Lower-cased ``[positive_promt, negative_promt]`` per line of ``ISEKAI-10.json``/``ISEKAI-pair.json`` (JSON Lines)."""
     fix = "use ISEKAI-10.json / ISEKAI-pair.json from the HF data sets ISEKAI-Portal/ISEKAI-10, ISEKAI-Portal/ISEKAI-pair"
     pairs = []
-    for i, row in enumerate(read_jsonl(path, what="ISEKAI file", fix=fix)):
+    for i, row in enumerate(_read_jsonl(path, what="ISEKAI file", fix=fix)):
         if not isinstance(row, dict) or not isinstance(row.get("positive_promt"), str) or not isinstance(row.get("negative_promt"), str):
             raise MalformedFileError(f"ISEKAI line {i + 1} lacks positive_promt/negative_promt: {path}", fix=fix)
         pairs.append([row["positive_promt"].lower(), row["negative_promt"].lower()])
@@ -157,14 +174,14 @@ def load_imagenet_pairs(path: str) -> dict[str, str]:
     """``{class name: paired class name}`` (both lower-cased) from ``test100_pairs.jsonl``: lines 2i and 2i+1 pair up."""
     fix = "use the test100_pairs.jsonl of the evaluation (100 lines, classes paired 2i <-> 2i+1)"
     names = []
-    for i, row in enumerate(read_jsonl(path, what="ImageNet-100 pairs file", fix=fix)):
+    for i, row in enumerate(_read_jsonl(path, what="ImageNet-100 pairs file", fix=fix)):
         if not isinstance(row, dict) or not isinstance(row.get("class_name"), str):
             raise MalformedFileError(f"pairs line {i + 1} has no class_name: {path}", fix=fix)
         names.append(row["class_name"].lower())
     if len(names) % 2:
         raise MalformedFileError(f"pairs file has an odd number of classes ({len(names)}): {path}", fix=fix)
     mapping = {}
-    for a, b in zip(names[0::2], names[1::2]):
+    for a, b in zip(names[0::2], names[1::2], strict=True):
         mapping[a], mapping[b] = b, a
     return mapping
 
@@ -180,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print ``{"accuracy", "correct", "n", "target_failed", "failed"}`` as one JSON object."""
-    rows = read_jsonl(args.predictions, what="LCL predictions file", fix=_PRED_FIX)
+    rows = _read_jsonl(args.predictions, what="LCL predictions file", fix=_PRED_FIX)
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "pred" not in row or "target" not in row:
             raise MalformedFileError(f"LCL predictions line {i + 1} is not an object with pred and target: {args.predictions}", fix=_PRED_FIX)

@@ -72,7 +72,7 @@ def mme_scores(rows: Sequence[Mapping[str, Any]], *, rule: str = "official") -> 
 
     Args:
         rows: one dict per question with ``subtask``, ``image``, ``question``, ``gt`` (yes/no,
-            any case) and ``pred`` (the raw model answer).
+            any case) and ``pred`` (the raw model answer; anything but text, e.g. ``None``, is "other").
         rule: yes/no parser, ``"official"`` (default) or ``"word"``; see :func:`parse_yes_no`.
 
     Returns:
