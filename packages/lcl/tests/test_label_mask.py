@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import random
 
-from vlrepro.lcl.method import Round, check_image_blocks, encode_rounds, two_way_episode
+from vlrepro.lcl.method import (
+    Round,
+    check_image_blocks,
+    encode_rounds,
+    expand_image_tokens,
+    render_round,
+    sequence_text,
+    two_way_episode,
+)
 from vlrepro.lcl.model import IGNORE_INDEX, IM_END, IM_PATCH, IM_START
 
 
@@ -23,11 +31,20 @@ def test_only_final_answer_is_supervised(golden, tiny):
         enc = encode_rounds(rounds, tok, L, train=True)
         sup = [t for t, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX]
         assert sup == [lab for lab in enc.labels if lab != IGNORE_INDEX]  # labels equal the ids where supervised
-        expected = golden["expected"][key]["supervised_text"][0]  # ' there is "zorbex" in the image.</s>'
-        assert tok.decode(sup) == expected.lstrip()
+        exp = golden["expected"][key]
+        expected = exp["supervised_text"][0]  # ' there is "zorbex" in the image.</s>'
+        # the golden span is the tail of the assembled sequence: nothing after the final answer
+        (start, end), = exp["supervised_spans"]
+        seq = sequence_text(rounds, with_final_answer=True)
+        assert seq[start:end] == expected and end == len(seq)
+        # same characters (SentencePiece decoders differ on whether a leading "▁" decodes to a space) ...
+        assert tok.decode(sup).lstrip() == expected.lstrip()
+        # ... and, as in the golden span, the space after "ASSISTANT:" belongs to the first answer token
+        assert tok.convert_ids_to_tokens(sup[0]).startswith("\u2581")
+        first = next(i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX)
+        assert tok.decode(enc.input_ids[first - 12:first]).endswith("ASSISTANT:")
         assert sup[-1] == tok.eos_token_id
         # the supervised tokens are one contiguous run at the very end
-        first = next(i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX)
         assert all(lab != IGNORE_INDEX for lab in enc.labels[first:])
         assert len(enc.input_ids) == len(enc.labels)
 
@@ -51,7 +68,13 @@ def test_eval_encoding_has_no_labels_and_ends_at_assistant(golden, tiny):
     rounds = _golden_episode(golden, "eval_isekai_shot1")
     enc = encode_rounds(rounds, tok, model.config.image_token_len, train=False)
     assert set(enc.labels) == {IGNORE_INDEX}
-    assert tok.decode(enc.input_ids[-3:]).endswith("ASSISTANT:")
+    # the prompt stops right after "ASSISTANT:" (how many tokens that is depends on the tokenizer)
+    assert tok.decode(enc.input_ids).endswith("? ASSISTANT:")
+    assert enc.input_ids[-1] != tok.eos_token_id and tok.convert_ids_to_tokens(enc.input_ids[-1]).endswith(":")
+    # and it equals the final round's prompt tokenised on its own (its own BOS included)
+    q = rounds[-1]
+    alone = tok(render_round(q.template, expand_image_tokens(q.question, model.config.image_token_len), None)).input_ids
+    assert enc.input_ids[-len(alone):] == alone and alone[0] == tok.bos_token_id
     assert enc.target_text == golden["expected"]["eval_isekai_shot1"]["eval_target_text"]
 
 

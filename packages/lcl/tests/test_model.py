@@ -104,12 +104,18 @@ def test_expand2square_pads_white():
     assert sq.size == (40, 40) and sq.getpixel((0, 0)) == (255, 255, 255) and sq.getpixel((20, 20)) == (0, 0, 0)
 
 
-def test_loads_released_llava_layout(tiny, tmp_path):
-    """A folder in the LCL_2WAY_WEIGHT layout (model_type llava, sharded .bin, no CLIP weights) loads by explicit class."""
+@pytest.mark.parametrize("with_inv_freq", [True, False])
+def test_loads_released_llava_layout(tiny, tmp_path, with_inv_freq):
+    """A folder in the LCL_2WAY_WEIGHT layout (model_type llava, sharded .bin, no CLIP weights) loads by explicit class.
+
+    Dumps from transformers <= 4.31 carry the rotary ``inv_freq`` buffers, later ones do not: both load.
+    """
     model, tok, proc = tiny
     rel = tmp_path / "release"
     rel.mkdir()
-    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("vision_tower.")}
+    state = {k: v.clone() for k, v in model.state_dict().items()
+             if not k.startswith("vision_tower.") and (with_inv_freq or not k.endswith("inv_freq"))}
+    assert any(k.endswith("inv_freq") for k in state) == with_inv_freq
     keys = sorted(state)
     shards = {"pytorch_model-00001-of-00002.bin": keys[: len(keys) // 2], "pytorch_model-00002-of-00002.bin": keys[len(keys) // 2:]}
     for name, ks in shards.items():

@@ -424,7 +424,9 @@ def load_released_checkpoint(
         if new is not None:
             state[new] = v
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("vision_tower.")]
+    # the CLIP tower comes from mm_vision_tower; rotary ``inv_freq`` buffers are recomputed at init
+    # (persistent in transformers 4.29-4.31, non-persistent later: releases may carry them or not)
+    missing = [k for k in missing if not k.startswith("vision_tower.") and not k.endswith("rotary_emb.inv_freq")]
     if missing or unexpected:
         raise MalformedFileError(f"{folder} does not have the LCL layout: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.vision_tower.load_state_dict(clip.state_dict())
