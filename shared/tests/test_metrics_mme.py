@@ -6,6 +6,7 @@ Each subtask's expected score is worked out by hand beside its lines in ``LINES`
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,47 @@ def test_partial_subtasks_are_listed_as_missing() -> None:
 def test_scoring_errors(rows: list[dict], match: str) -> None:
     with pytest.raises(VlreproError, match=match):
         mme_scores(rows)
+
+
+def test_matches_an_adjacent_line_restatement_on_random_files(tmp_path: Path) -> None:
+    # eval_tool/calculation.py's way, restated: readlines() (line ends kept), pairs of adjacent
+    # lines, lower-cased answers through the 4-character rule, task = acc*100 + acc_plus*100,
+    # totals summed from 0 in the official subtask order. Exact float equality is expected.
+    rng = random.Random(0)
+    answers = ["yes", "no", "Yes.", "No", "Not sure", "none", "eyes", "  yes", "The answer is no", "", "maybe", "YES!"]
+    lines = {t: [(f"{t}_{i}.jpg", g, rng.choice(answers)) for i in range(rng.randint(1, 6)) for g in ("Yes", "No")]
+             for t in PERCEPTION + COGNITION}
+    root = Path(write_dir(tmp_path / "res", lines))
+
+    def parse(ans: str) -> str:
+        if ans in ("yes", "no"):
+            return ans
+        return "yes" if "yes" in ans[:4] else "no" if "no" in ans[:4] else "other"
+
+    expected = {}
+    for task in PERCEPTION + COGNITION:
+        with open(root / f"{task}.txt", encoding="utf-8") as f:
+            raw = f.readlines()
+        right = both = 0
+        for k in range(0, len(raw), 2):
+            hits = 0
+            for line in raw[k:k + 2]:
+                _, _, gt, pred = line.split("\t")
+                hits += gt.lower() == parse(pred.lower())
+            right += hits
+            both += hits == 2
+        score = 0
+        score += right / len(raw) * 100
+        score += both / (len(raw) // 2) * 100
+        expected[task] = score
+    out = mme_scores(read_results_dir(root))
+    assert {t: s["score"] for t, s in out["subtasks"].items()} == expected
+    perception = cognition = 0
+    for t in PERCEPTION:
+        perception += expected[t]
+    for t in COGNITION:
+        cognition += expected[t]
+    assert (out["perception"], out["cognition"]) == (perception, cognition)
 
 
 # ---------------------------------------------------------------------------------------- files
