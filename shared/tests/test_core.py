@@ -120,3 +120,14 @@ def test_load_pretrained_one_line_error(tmp_path):
         with pytest.raises(VlreproError, match="cannot load tokenizer") as ei:
             load_pretrained(transformers.AutoTokenizer, bad, what="tokenizer", local_files_only=True)
         assert "\n" not in ei.value.one_line() and bad in ei.value.one_line()
+
+
+def test_read_jsonl_non_utf8_is_one_line_error(tmp_path):
+    from vlrepro.shared.errors import MalformedFileError, read_jsonl
+
+    p = tmp_path / "rows.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"b": "\xff\xfe"}\n')
+    with pytest.raises(MalformedFileError, match="not UTF-8 text"):
+        read_jsonl(p, what="episodes file")
+    p.write_bytes(b'{"a": 1}\n\n{"b": 2}\n')
+    assert read_jsonl(p) == [{"a": 1}, {"b": 2}]

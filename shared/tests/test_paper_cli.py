@@ -48,7 +48,10 @@ def _cli(config_module, argv, seen):
     return run_paper_cli(dist="vlrepro-toy", paper="Toy paper", config_module=config_module, verbs=verbs, argv=argv)
 
 
-def test_overrides_flags_and_presets(toy_configs):
+def test_overrides_flags_and_presets(toy_configs, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the device check passes; nothing runs on it
     seen = []
     assert _cli(toy_configs, ["run", "--device", "cuda", "--out=/tmp/o", "lr=0.5"], seen) == 0
     cfg = seen[-1]
@@ -82,6 +85,18 @@ def test_bad_input_is_one_line_exit_2(toy_configs, capsys, argv, needle):
     assert _cli(toy_configs, argv, []) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cuda_without_a_gpu_and_unknown_devices_are_one_line_errors(toy_configs, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = []
+    assert _cli(toy_configs, ["run", "--device", "cuda"], seen) == 2
+    err = capsys.readouterr().err
+    assert "sees no CUDA GPU" in err and "--device cpu" in err and err.count("\n") == 1 and seen == []
+    assert _cli(toy_configs, ["run", "--device", "gpu0"], seen) == 2
+    assert "unknown device 'gpu0'" in capsys.readouterr().err and seen == []
 
 
 def test_help_and_version(toy_configs, capsys):

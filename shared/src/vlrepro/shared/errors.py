@@ -52,14 +52,17 @@ def read_jsonl(path: str | Path, *, what: str = "file", fix: str | None = None) 
     if not p.is_file():
         raise MissingFileError(f"{what} not found: {p}", fix=fix)
     rows = []
-    with p.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise MalformedFileError(f"{what} line {lineno} is not valid JSON: {p} ({e})", fix=fix) from None
+    try:
+        with p.open("r", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise MalformedFileError(f"{what} line {lineno} is not valid JSON: {p} ({e})", fix=fix) from None
+    except UnicodeDecodeError as e:
+        raise MalformedFileError(f"{what} is not UTF-8 text: {p} ({e.reason} at byte {e.start})", fix=fix) from None
     return rows
 
 

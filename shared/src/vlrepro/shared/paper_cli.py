@@ -146,6 +146,19 @@ def _usage(dist: str, paper: str, verbs: Sequence[Verb]) -> str:
     return "\n".join(lines)
 
 
+def _check_device(cfg) -> None:
+    """``--device cuda`` on a machine without a usable GPU is a one-line error, not a CUDA traceback."""
+    device = str(cfg.get("device", "cpu") or "cpu")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise VlreproError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU",
+                               fix="run with --device cpu, or on a machine with an NVIDIA GPU and driver (docker run --gpus all)")
+    elif device != "cpu" and not device.startswith("mps"):
+        raise VlreproError(f"unknown device {device!r}", fix="use --device cpu or --device cuda (cuda:N for one GPU)")
+
+
 def run_paper_cli(
     *, dist: str, paper: str, config_module: str, verbs: Sequence[Verb], argv: Sequence[str] | None = None
 ) -> int:
@@ -176,6 +189,7 @@ def run_paper_cli(
 
             print(OmegaConf.to_yaml(cfg), end="")
             return 0
+        _check_device(cfg)
         status = verb.run(cfg)
         return int(status or 0)
     except VlreproError as e:
