@@ -53,6 +53,8 @@ def resolve_data(cfg: DictConfig) -> tuple[Path, Path]:
     root = dataset_dir("llava", cfg.get("data_root") or None)
     data_path = Path(cfg.data_path)
     data_path = data_path if data_path.is_absolute() or data_path.exists() else root / data_path
+    if not cfg.get("image_folder"):  # null: images sit beside the JSON (mixTraindata/{coco,gqa,...})
+        return data_path, root
     image_folder = Path(cfg.image_folder)
     image_folder = image_folder if image_folder.is_absolute() or image_folder.exists() else root / image_folder
     return data_path, image_folder
@@ -151,6 +153,9 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     stage = cfg.stage
     if stage not in ("pretrain", "finetune"):
         raise VlreproError(f"unknown stage {stage!r}", fix="stage=pretrain or stage=finetune")
+    if stage == "pretrain" and cfg.version == "v1_sq":
+        raise VlreproError("stage=pretrain with the v1_sq template: stage 1 aligns on captions with the plain template",
+                           fix="use `vlrepro-sophon pretrain` or experiment=pretrain_7b (or version=plain)")
     data_path, image_folder = resolve_data(cfg)
     records = load_training_records(data_path, image_folder)  # fails fast, before any model is loaded
     if cfg.get("max_samples"):
