@@ -55,7 +55,9 @@ labels=$(podman image inspect --format '{{ index .Config.Labels "org.opencontain
 
 got=$(podman run --rm --network=none "$image" --version 2>&1) || fail "--version failed: $got"
 [ "$got" = "vlrepro-$paper $version (transformers $tf, torch 2.10.0)" ] || fail "--version printed '$got'"
-podman run --rm --network=none "$image" | grep -q "usage:" || fail "the default command (--help) printed no usage"
+# captured first: `| grep -q` would close the pipe early and podman fails on the broken pipe
+got=$(podman run --rm --network=none "$image" 2>&1) || fail "the default command (--help) failed: $got"
+grep -q "usage: vlrepro-$paper <verb>" <<<"$got" || fail "the default command (--help) printed no usage: $got"
 
 out=$(mktemp -d /var/tmp/vlrepro-image-test.XXXXXX)
 chmod 0777 "$out"  # the image's user (uid 1000) writes here

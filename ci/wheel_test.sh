@@ -58,8 +58,11 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WAND
 cli="$work/venv/bin/vlrepro-$paper"
 got=$("$cli" --version 2>&1) || fail "--version failed: $got"
 [ "$got" = "vlrepro-$paper $version (transformers $tf, torch 2.10.0)" ] || fail "--version printed '$got'"
-"$cli" --help | grep -q "usage:" || fail "--help printed no usage"
-"$work/venv/bin/vlrepro" --help | grep -q "usage:" || fail "vlrepro (shared) --help printed no usage"
+# captured first: `| grep -q` may close the pipe before the CLI has written everything
+got=$("$cli" --help 2>&1) || fail "--help failed: $got"
+grep -q "usage: vlrepro-$paper <verb>" <<<"$got" || fail "--help printed no usage: $got"
+got=$("$work/venv/bin/vlrepro" --help 2>&1) || fail "vlrepro (shared) --help failed: $got"
+grep -q "usage:" <<<"$got" || fail "vlrepro (shared) --help printed no usage: $got"
 
 phase "vlrepro-$paper smoke"
 smoke_start=$(date +%s)
