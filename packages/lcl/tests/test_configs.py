@@ -97,3 +97,11 @@ def test_eval_without_data_is_one_line_error(monkeypatch, capsys):
 def test_unknown_key_is_one_line_error(capsys):
     assert cli.main(["train", "data_args.nope=1"]) == 2
     assert "bad configuration" in capsys.readouterr().err
+
+
+def test_seed_demo_command_bare_8bit_flag(capsys):
+    # python ./mllm/demo/demo.py --model_path /path/to/lcl/ckpt --load_in_8bit   (store_true in the original)
+    assert cli.main(["demo", "--model_path", "/path/to/lcl/ckpt", "--load_in_8bit", "--cfg", "job"]) == 0
+    out = capsys.readouterr().out
+    assert "load_in_8bit: true" in out and "model_path: /path/to/lcl/ckpt" in out and "server_name: 127.0.0.1" in out
+    assert cli._expand_bool_flags(["--load_in_8bit", "false", "--load_in_4bit"]) == ["--load_in_8bit", "false", "--load_in_4bit=true"]

@@ -38,3 +38,34 @@ def test_8bit_without_cuda_is_a_clear_error():
                             "model_path": "x", "max_new_tokens": 4})
     with pytest.raises(VlreproError, match="needs a CUDA GPU"):
         load_demo_model(cfg)
+
+
+def test_page_renders_in_headless_chromium(tiny, monkeypatch):
+    """Serve the app on 127.0.0.1 and let headless Chromium run its JavaScript: both tabs and the VQA widgets render."""
+    import re
+    import shutil
+    import socket
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install -y chromium)")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    model, tok, proc = tiny
+    app = build_app(DemoModel(model, tok, proc, max_new_tokens=4))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False)
+    try:
+        out = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                              "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=180)
+    finally:
+        app.close()
+    assert out.returncode == 0, out.stderr[-500:]
+    # drop <script> bodies (the served config names every label): what is left was rendered by the page's JS
+    dom = re.sub(r"<script\b.*?</script>", "", out.stdout, flags=re.S)
+    tabs = re.findall(r'role="tab"[^>]*>\s*(?:<[^>]*>\s*)*([^<]+?)\s*<', dom)
+    assert tabs == ["VQA", "LCL"]
+    assert "VQA Chatbot" in dom and 'data-testid="image"' in dom and "<textarea" in dom

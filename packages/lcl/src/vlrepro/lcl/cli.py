@@ -56,7 +56,26 @@ VERBS: list[Verb] = [
 ]
 
 
+#: store_true switches of the seed's demo.py: a bare ``--load_in_8bit`` means ``--load_in_8bit=true``
+_BOOL_FLAGS = ("--load_in_8bit", "--load_in_4bit")
+_BOOL_VALUES = {"true", "false", "1", "0", "yes", "no"}
+
+
+def _expand_bool_flags(argv: Sequence[str]) -> list[str]:
+    """``--load_in_8bit`` (bare, as the seed writes it) -> ``--load_in_8bit=true``; with a value it is kept."""
+    out: list[str] = []
+    args = list(argv)
+    for i, tok in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if tok in _BOOL_FLAGS and (nxt is None or nxt.lower() not in _BOOL_VALUES):
+            out.append(f"{tok}=true")
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = _expand_bool_flags(sys.argv[1:] if argv is None else argv)
     return run_paper_cli(dist="vlrepro-lcl", paper=PAPER, config_module="vlrepro.lcl.configs", verbs=VERBS, argv=argv)
 
 

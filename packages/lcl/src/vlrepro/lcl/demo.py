@@ -142,7 +142,7 @@ def _load_quantised_or_plain(cfg: DictConfig, device: str):
     from .model import LCLForCausalLM, load_lcl
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    model, tok, proc = load_lcl(cfg.model_path, torch_dtype=dtype)
+    model, tok, proc = load_lcl(cfg.model_path, torch_dtype=dtype, vision_tower=cfg.get("vision_tower"))
     if cfg.load_in_8bit or cfg.load_in_4bit:
         from transformers import BitsAndBytesConfig
 

@@ -128,7 +128,9 @@ class LCLPreTrainedModel(PreTrainedModel):
                 module.weight.data[module.padding_idx].zero_()
 
     def _set_gradient_checkpointing(self, module: nn.Module, value: bool = False) -> None:
-        if isinstance(module, (LlamaModel, CLIPEncoder)):
+        # the LLaMA decoder always; the CLIP encoder only when it is trained (a frozen tower runs
+        # without autograd, where checkpointing would only re-run it)
+        if isinstance(module, LlamaModel) or (isinstance(module, CLIPEncoder) and not self.config.freeze_vision_tower):
             module.gradient_checkpointing = value
 
 
@@ -327,11 +329,13 @@ def preprocess_images(images: list[Image.Image], processor: CLIPImageProcessor) 
 # ----------------------------------------------------------------------------- loading
 
 
-def load_lcl(path: str | Path, *, torch_dtype: torch.dtype | None = None, **kwargs: Any):
+def load_lcl(path: str | Path, *, torch_dtype: torch.dtype | None = None, vision_tower: str | None = None):
     """Load model + tokenizer + image processor from one of OUR checkpoints (or the release).
 
     A folder whose ``config.json`` says ``model_type: llava`` is the released LCL_2WAY_WEIGHT layout
-    and goes through :func:`load_released_checkpoint`. Offline misses become one-line errors.
+    and goes through :func:`load_released_checkpoint` (its CLIP tower comes from ``vision_tower``,
+    default ``openai/clip-vit-large-patch14``); our checkpoints carry their tower and ignore it.
+    Offline misses become one-line errors.
     """
     from transformers import AutoTokenizer
 
@@ -343,7 +347,7 @@ def load_lcl(path: str | Path, *, torch_dtype: torch.dtype | None = None, **kwar
         except json.JSONDecodeError as e:
             raise MalformedFileError(f"checkpoint config is not valid JSON: {cfg_file} ({e})") from None
         if raw.get("model_type") == "llava":
-            return load_released_checkpoint(p, torch_dtype=torch_dtype, **kwargs)
+            return load_released_checkpoint(p, torch_dtype=torch_dtype, vision_tower=vision_tower)
     elif not p.exists() and (str(path).startswith((".", "/", "~")) or p.suffix):
         raise MissingFileError(f"checkpoint folder not found: {p}", fix="pass model_args.model_name_or_path=<folder>")
     try:

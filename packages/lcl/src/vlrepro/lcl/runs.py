@@ -49,7 +49,8 @@ def _dtype(name: str | None, device: str) -> torch.dtype | None:
 def load_model_for(cfg: DictConfig, device: str):
     """Model, tokenizer and image processor from ``model_args``; image tokens added if the tokenizer lacks them."""
     ma = cfg.model_args
-    model, tokenizer, processor = load_lcl(ma.model_name_or_path, torch_dtype=_dtype(ma.get("torch_dtype"), device))
+    model, tokenizer, processor = load_lcl(ma.model_name_or_path, torch_dtype=_dtype(ma.get("torch_dtype"), device),
+                                           vision_tower=ma.get("vision_tower"))
     if IM_PATCH not in tokenizer.get_vocab():
         add_image_tokens(tokenizer, model)
     if tokenizer.pad_token is None:
@@ -135,10 +136,8 @@ def run_train(cfg: DictConfig) -> int:
     model, tokenizer, processor = load_model_for(cfg, device)
     dataset = build_train_dataset(cfg, tokenizer, processor, model.config.image_token_len)
     args = TrainArgs.from_cfg(OmegaConf.to_container(cfg.training_args, resolve=True))
-    summary = train_model(model, tokenizer, dataset, args, device=device)
     final = Path(args.output_dir) / "final"
-    model.save_pretrained(final, safe_serialization=True)
-    tokenizer.save_pretrained(final)
+    summary = train_model(model, tokenizer, dataset, args, device=device, final_dir=final)
     processor.save_pretrained(final)
     print(f"[lcl] trained {summary.train_steps} steps: loss {summary.train_loss_first:.4f} -> {summary.train_loss_last:.4f}; saved {final}")
     return 0

@@ -82,20 +82,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def fsdp_plugin_kwargs(args: TrainArgs) -> dict[str, Any] | None:
+    """``FullyShardedDataParallelPlugin`` arguments for the original's ``fsdp="full_shard auto_wrap"``.
+
+    FULL_SHARD, transformer-based auto wrap of ``fsdp_transformer_layer_cls_to_wrap``
+    (``LlamaDecoderLayer``), ``use_orig_params=True`` (the original patched FSDP to force it: the
+    frozen CLIP tower mixes requires_grad=False parameters into wrapped units), full state dicts
+    gathered for saving. ``None`` when ``fsdp`` does not ask for full sharding.
+    """
+    opts = (args.fsdp or "").split()
+    if "full_shard" not in opts:
+        if opts:
+            raise ValueError(f"training_args.fsdp={args.fsdp!r}: only 'full_shard [auto_wrap]' (the original's) is supported")
+        return None
+    return {
+        "sharding_strategy": "FULL_SHARD",
+        "use_orig_params": True,
+        "auto_wrap_policy": "transformer_based_wrap" if "auto_wrap" in opts else "no_wrap",
+        "transformer_cls_names_to_wrap": [args.fsdp_transformer_layer_cls_to_wrap],
+        "state_dict_type": "FULL_STATE_DICT",
+    }
+
+
 def _accelerator(args: TrainArgs, device: str):
     """An ``Accelerator`` honouring device, bf16 and FSDP full-shard where they make sense."""
     from accelerate import Accelerator
 
     on_gpu = device.startswith("cuda") and torch.cuda.is_available()
     plugin = None
-    if on_gpu and "full_shard" in (args.fsdp or "") and torch.distributed.is_available() and _world_size() > 1:
+    kwargs = fsdp_plugin_kwargs(args)
+    if on_gpu and kwargs and torch.distributed.is_available() and _world_size() > 1:
         from accelerate import FullyShardedDataParallelPlugin
-        from torch.distributed.fsdp import ShardingStrategy
 
-        plugin = FullyShardedDataParallelPlugin(
-            sharding_strategy=ShardingStrategy.FULL_SHARD, use_orig_params=True,  # frozen CLIP needs orig params
-            auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=[args.fsdp_transformer_layer_cls_to_wrap],
-        )
+        plugin = FullyShardedDataParallelPlugin(**kwargs)
     elif args.fsdp and not on_gpu:
         print(f"[lcl] training_args.fsdp={args.fsdp!r} ignored: FSDP needs CUDA and several processes; training plainly on {device}")
     if on_gpu and args.tf32:
@@ -116,10 +135,13 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def save_checkpoint(model, tokenizer, optimizer, scheduler, state: dict, output_dir: Path, limit: int) -> Path:
-    """Model as safetensors (save_pretrained), optimizer/scheduler via torch.save, state JSON last (marks completeness)."""
+def save_checkpoint(model, tokenizer, optimizer, scheduler, state: dict, output_dir: Path, limit: int,
+                    state_dict: dict | None = None) -> Path:
+    """Model as safetensors (save_pretrained), optimizer/scheduler via torch.save, state JSON last (marks completeness).
+
+    ``state_dict``: the full (gathered) weights under FSDP (``Accelerator.get_state_dict``)."""
     ckpt = output_dir / f"checkpoint-{state['step']}"
-    model.save_pretrained(ckpt, safe_serialization=True)
+    model.save_pretrained(ckpt, state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(ckpt)
     write_atomic(ckpt / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
     write_atomic(ckpt / "scheduler.pt", lambda tmp: torch.save(scheduler.state_dict(), tmp))
@@ -131,8 +153,12 @@ def save_checkpoint(model, tokenizer, optimizer, scheduler, state: dict, output_
     return ckpt
 
 
-def train_model(model, tokenizer, dataset, args: TrainArgs, *, device: str = "cpu", progress: bool = True) -> TrainSummary:
-    """Train ``model`` on ``dataset`` (episodes); loss = CE on the final answer only (labels do the masking)."""
+def train_model(model, tokenizer, dataset, args: TrainArgs, *, device: str = "cpu", progress: bool = True,
+                final_dir: str | Path | None = None) -> TrainSummary:
+    """Train ``model`` on ``dataset`` (episodes); loss = CE on the final answer only (labels do the masking).
+
+    ``final_dir``: where the trained weights (+ tokenizer) are saved, gathered from all ranks under FSDP.
+    """
     from safetensors.torch import load_file
 
     seed_everything(args.seed)
@@ -197,13 +223,23 @@ def train_model(model, tokenizer, dataset, args: TrainArgs, *, device: str = "cp
                     writer.writerow([step, epoch, f"{loss:.6f}", f"{scheduler.get_last_lr()[0]:.3e}"])
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
-                if args.save_steps and step % args.save_steps == 0 and step < total and acc.is_main_process:
-                    save_checkpoint(acc.unwrap_model(model), tokenizer, optimizer, scheduler,
-                                    {"step": step, "epoch": epoch, "losses": losses}, out, args.save_total_limit)
+                if args.save_steps and step % args.save_steps == 0 and step < total:
+                    full = acc.get_state_dict(model)  # every rank takes part in the FSDP gather
+                    if acc.is_main_process:
+                        save_checkpoint(acc.unwrap_model(model), tokenizer, optimizer, scheduler,
+                                        {"step": step, "epoch": epoch, "losses": losses}, out, args.save_total_limit,
+                                        state_dict=full)
+                    acc.wait_for_everyone()
                 if step >= total:
                     break
             epoch += 1
     bar.close()
+    if final_dir is not None:
+        full = acc.get_state_dict(model)
+        if acc.is_main_process:
+            acc.unwrap_model(model).save_pretrained(final_dir, state_dict=full, safe_serialization=True)
+            tokenizer.save_pretrained(final_dir)
+        acc.wait_for_everyone()
     model = acc.unwrap_model(model)
     model.eval()
     if args.gradient_checkpointing:
