@@ -25,6 +25,7 @@ adapters): 4,530,432 for LLaMA-7B, 5,449,984 for 13B (:func:`trainable_parameter
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -103,12 +104,16 @@ class CLIPFeatures(nn.Module):
         self.image_size: int = cfg.image_size
         for layer in vision_model.encoder.layers:
             layer.mlp = MLPWithAdapter(layer.mlp, self.width, adapter_dim, adapter_scale)
+        # the vision tower has no masks; name them as the installed transformers' encoder layer does
+        accepted = inspect.signature(vision_model.encoder.layers[0].forward).parameters
+        self._no_masks = {k: None for k in ("attention_mask", "causal_attention_mask") if k in accepted}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         vm = self.vision_model
         h = vm.pre_layrnorm(vm.embeddings(pixel_values))  # [B, 1+P, C]
         for layer in vm.encoder.layers[:-1]:
-            h = layer(h, None, None)[0]
+            out = layer(h, **self._no_masks)
+            h = out[0] if isinstance(out, tuple) else out  # transformers 4.x returns a tuple, 5.x the tensor
         return vm.post_layernorm(h)
 
 
