@@ -140,3 +140,71 @@ def test_eval_sqa_writes_preds_and_hand_checked_table(tmp_path):
                             subject=r.subject, grade=r.grade) for r in recs}
     again = scienceqa_accuracy(problems, json.loads((tmp_path / "preds.json").read_text()))
     assert {k: again[k] for k in scores if k.startswith("acc")} == {k: scores[k] for k in scores if k.startswith("acc")}
+
+
+class _Answering:
+    """A stand-in for ADEMVL.generate that returns fixed texts in order and records the prompts."""
+
+    class clip:  # noqa: N801
+        image_size = 8
+
+    def __init__(self, texts: list[str]):
+        self.texts, self.prompts, self.max_gen = list(texts), [], set()
+
+    def generate(self, prompts, images, flags, max_gen_len, max_total_len):
+        assert images.shape[1:] == (3, 8, 8) and bool(flags.all())
+        self.prompts += prompts
+        self.max_gen.add(max_gen_len)
+        out, self.texts = self.texts[: len(prompts)], self.texts[len(prompts):]
+        return out
+
+
+def _png(path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (0, 128, 255)).save(path)
+    return path
+
+
+def test_eval_caption_files_and_scores_on_the_paper_scale(tmp_path):
+    from vlrepro.ademvl.evaluate import eval_caption
+    from vlrepro.shared.metrics.caption import caption_scores
+
+    img = _png(tmp_path / "a.png")
+    items = [(1, img), (2, img)]
+    refs = {1: ["a red square on a table", "a red box"], 2: ["two dogs in the grass", "dogs playing"]}
+    model = _Answering(["a picture of a red square on a table", "two dogs"])  # no "picture of": kept whole
+    cfg = OmegaConf.create(dict(batch_size=2, max_seq_len=512, caption_metrics=["BLEU", "CIDEr"], caption_tokenize=False,
+                                caption_split="val", progress=False))
+    rows, scores = eval_caption(model, cfg, tmp_path, items, refs, log=lambda *_: None)
+    assert model.prompts == ["a picture of", "a picture of"] and model.max_gen == {20}
+    assert json.loads((tmp_path / "test_result.json").read_text()) == [
+        {"image_id": 1, "caption": "a red square on a table"}, {"image_id": 2, "caption": "two dogs"}]
+    direct = caption_scores(refs, {1: "a red square on a table", 2: "two dogs"}, metrics=("BLEU", "CIDEr"), tokenize=False)
+    assert scores == direct
+    by = {r["metric"]: r for r in rows}
+    assert by["Bleu_4"]["value"] == pytest.approx(100 * direct["Bleu_4"]) and by["CIDEr"]["value"] == pytest.approx(100 * direct["CIDEr"])
+    assert by["CIDEr"]["paper_key"] is None  # val: not the paper's Karpathy-test table
+
+
+def test_eval_mme_writes_the_eval_tool_layout_and_scores(tmp_path):
+    from vlrepro.ademvl.evaluate import eval_mme
+    from vlrepro.shared.data.records import MMERecord
+
+    a, b = _png(tmp_path / "1.png"), _png(tmp_path / "2.png")
+    recs = [MMERecord("existence", a, "Is there a dog? Please answer yes or no.", "Yes"),
+            MMERecord("existence", a, "Is there a cat? Please answer yes or no.", "No"),
+            MMERecord("existence", b, "Is there a car? Please answer yes or no.", "Yes"),
+            MMERecord("existence", b, "Is there a bus? Please answer yes or no.", "No")]
+    model = _Answering(["Yes\tit is", "no", "yes", "Yes"])  # image 1 both right, image 2 one right
+    cfg = OmegaConf.create(dict(batch_size=1, max_seq_len=512, progress=False))
+    for _ in range(2):  # a rerun reuses output/ (the original's makedirs crashes)
+        model.texts = ["Yes\tit is", "no", "yes", "Yes"]
+        rows, scores = eval_mme(model, cfg, tmp_path, recs, log=lambda *_: None)
+    assert model.prompts[0] == "Instruction: Is there a dog? Please answer yes or no.\nResponse:" and model.max_gen == {10}
+    lines = (tmp_path / "output" / "existence.txt").read_text().splitlines()
+    assert lines[0] == "1.png\tIs there a dog? Please answer yes or no.\tYes\tYes it is"
+    # acc = 3/4 = 75, acc+ = 1/2 images = 50: score 125 (MME's calculation.py)
+    assert scores["subtasks"]["existence"]["score"] == pytest.approx(125.0)
+    assert {r["metric"]: r["value"] for r in rows} == {"perception": pytest.approx(125.0), "cognition": 0.0}
+    assert all(r["paper_key"] is None for r in rows)  # 13 subtasks missing: not comparable with the paper
