@@ -47,3 +47,30 @@ def test_gradient_checkpointing_keeps_loss_and_grads(tiny):
     loss_b, grads_b = run()
     assert torch.allclose(loss_a, loss_b) and grads_a.keys() == grads_b.keys() and len(grads_a) > 0
     assert all(torch.allclose(grads_a[k], grads_b[k], atol=1e-6) for k in grads_a)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, mini_data, tmp_path):
+    """4 steps straight vs the same run resumed from its step-2 checkpoint: same losses, same weights."""
+    from vlrepro.lcl.data import EpisodeTensors, TrainEpisodes, load_train_classes
+    from vlrepro.lcl.train import train_model
+
+    model, tok, proc = tiny
+    classes = load_train_classes(mini_data / "imagenet")
+    tt = EpisodeTensors(tok, proc, model.config.image_token_len, mini_data / "imagenet", dataset="imagenet")
+    ds = TrainEpisodes(classes, tt, shot=1, policy="2way", seed=0)
+    out = tmp_path / "run"
+    args = dict(output_dir=str(out), max_steps=4, save_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
+                warmup_ratio=0.0, gradient_checkpointing=False, fsdp="", bf16=False, dataloader_num_workers=0, logging_steps=1)
+    straight = copy.deepcopy(model)
+    a = train_model(straight, tok, ds, TrainArgs(**args), progress=False)
+    assert (out / "checkpoint-2" / "model.safetensors").is_file() and not (out / "checkpoint-4").exists()
+    resumed = copy.deepcopy(model)
+    with torch.no_grad():  # a different starting point: only a real resume (weights + optimizer + step) can match
+        for prm in resumed.parameters():
+            prm.add_(torch.randn_like(prm) * 0.05)
+    b = train_model(resumed, tok, ds, TrainArgs(**args, resume=True), progress=False)
+    assert len(a.losses) == len(b.losses) == 4
+    assert b.losses == pytest.approx(a.losses, abs=1e-5)
+    sa, sb = straight.state_dict(), resumed.state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+    assert not all(torch.equal(sa[k], model.state_dict()[k]) for k in sa)  # it did train

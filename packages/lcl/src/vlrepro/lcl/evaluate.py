@@ -1,8 +1,10 @@
 """2-way episode evaluation (spec §3): greedy generation, the substring accuracy rule, multitest outputs.
 
 Outputs in ``output_dir`` (names of the original's ``multitest`` mode, one ``KEY`` per set):
-``multitest_<KEY>_extra_prediction.jsonl`` (``{"pred", "target"}`` per line, dataset order; written
-atomically — the original appended, so re-runs duplicated lines) and ``multitest_<KEY>_results.json``
+``multitest_<KEY>_extra_prediction.jsonl`` (``{"pred", "target"}`` per line, dataset order, both
+without special tokens as the original wrote them, except that the target keeps ``<image>`` where the
+original's skipped image tokens left nothing; written atomically — the original appended, so re-runs
+duplicated lines) and ``multitest_<KEY>_results.json``
 (``multitest_<KEY>_accuracy``, ``_target_failed``, ``_failed``).
 """
 
@@ -59,7 +61,9 @@ def write_multitest(rows: list[dict[str, Any]], metrics: dict[str, Any], output_
     pred_path = out / f"multitest_{key}_extra_prediction.jsonl"
     with atomic_open(pred_path, "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"pred": r["pred"], "target": r["target"]}, ensure_ascii=False) + "\n")
+            # the original decoded the target with special tokens skipped: no trailing </s>
+            target = r["target"][: -len("</s>")] if r["target"].endswith("</s>") else r["target"]
+            f.write(json.dumps({"pred": r["pred"], "target": target}, ensure_ascii=False) + "\n")
     write_json_atomic(out / f"multitest_{key}_results.json", {
         f"multitest_{key}_accuracy": metrics["accuracy"],
         f"multitest_{key}_target_failed": metrics["target_failed"],
