@@ -184,33 +184,38 @@ def test_dockerfile_stages_base_and_package_args():
     assert m and m.group(1).startswith("nvidia/cuda:12.8"), "default base: an nvidia/cuda 12.8 image (torch 2.10.0 is cu128)"
     assert not m.group(1).endswith(":latest")
     stages = _stages()
-    assert list(stages) == ["builder", "runtime"]
-    for stage in stages.values():
+    assert list(stages) == ["deps", "builder", "runtime"]
+    for stage in stages.values():  # build arguments end with their stage
         assert ("ARG", "PACKAGE") in stage
+    froms = [a for i, a in _dockerfile_instructions() if i == "FROM"]
+    assert froms == ["${BASE_IMAGE} AS deps", "deps AS builder", "${BASE_IMAGE} AS runtime"]
 
 
 def test_dockerfile_syncs_dependencies_from_the_lock_before_the_sources():
-    builder = _stages()["builder"]
-    copies = [a for i, a in builder if i == "COPY"]
-    runs = [a for i, a in builder if i == "RUN"]
-    # every member's pyproject.toml in the dependency layer (astral-sh/uv#6867), then the sources
+    stages = _stages()
+    deps, builder = stages["deps"], stages["builder"]
+    copies = [a for i, a in deps if i == "COPY"]
+    # every member's pyproject.toml in the dependency layer (astral-sh/uv#6867), no sources
     members = {"shared"} | {f"packages/{p}" for p in PAPERS}
     member_copies = {c.split()[0].rsplit("/", 1)[0] for c in copies if c.split()[0].endswith("/pyproject.toml")}
     assert member_copies == members
     assert copies[0] == "pyproject.toml uv.lock ./"
-    dep_sync = next(i for i, r in enumerate(runs) if "--no-install-workspace" in r)
-    assert "uv sync --frozen --no-dev --no-editable" in runs[dep_sync]
-    first_source = next(i for i, (ins, a) in enumerate(builder) if ins == "COPY" and a == "shared/ shared/")
-    dep_index = [i for i, (ins, a) in enumerate(builder) if ins == "RUN" and "--no-install-workspace" in a][0]
-    assert dep_index < first_source
-    assert any("uv sync --frozen --no-dev --no-editable --package" in r and "--no-install-workspace" not in r
-               for r in runs)
+    assert all(c.split()[0].endswith(("pyproject.toml", "uv.lock")) for c in copies), copies
+    (dep_sync,) = [a for i, a in deps if i == "RUN" and "uv sync" in a]
+    assert "uv sync --frozen --no-dev --no-editable --no-install-workspace --package" in dep_sync
+    assert "torch.cuda._is_compiled()" in dep_sync, "fail the build unless torch is a CUDA build"
+    assert [a for i, a in builder if i == "COPY"] == ["shared/ shared/", "packages/${PACKAGE}/ packages/${PACKAGE}/"]
+    (ws_sync,) = [a for i, a in builder if i == "RUN"]
+    assert "uv sync --frozen --no-dev --no-editable --package" in ws_sync
+    assert "--no-install-workspace" not in ws_sync
+    # the delta layer: what the second sync added, and a refusal if it removed dependency files
+    assert "-newer /opt/deps.stamp" in ws_sync and "comm -23 /opt/deps-files.txt" in ws_sync
 
 
 def test_dockerfile_runtime_stage_has_venv_only_non_root_user_and_exec_entrypoint():
     runtime = _stages()["runtime"]
     copies = [a for i, a in runtime if i == "COPY"]
-    assert copies == ["--from=builder /opt/venv /opt/venv"], "the final stage gets the venv alone"
+    assert copies == ["--from=deps /opt/venv /opt/venv", "--from=builder /delta/ /opt/venv/"], "the venv alone, two layers"
     users = [a for i, a in runtime if i == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "last USER must not be root (DL3002)"
     entry = [a for i, a in runtime if i == "ENTRYPOINT"]
@@ -220,6 +225,7 @@ def test_dockerfile_runtime_stage_has_venv_only_non_root_user_and_exec_entrypoin
     runs = " ".join(a for i, a in runtime if i == "RUN")
     assert '\'exec "vlrepro-${VLREPRO_PACKAGE}" "$@"\'' in runs, "the entrypoint execs the paper's console script"
     assert "default-jre-headless" in runs, "Java for the caption metrics (pycocoevalcap)"
+    assert "useradd --uid 1000" in runs and users[-1] == "1000:1000"
     volumes = [json.loads(a) for i, a in runtime if i == "VOLUME"]
     assert volumes == [["/data", "/weights", "/outputs"]]
     env = " ".join(a for i, a in runtime if i == "ENV")
