@@ -73,6 +73,12 @@ def test_vqav2_scored_through_the_shared_vqa_metric(mini, tmp_path, monkeypatch)
     rows = _oracle_eval(monkeypatch, cfg, oracle)
     assert rows[0]["metric"] == "accuracy" and rows[0]["value"] == pytest.approx(100 * len(right) / len(recs))
     assert json.loads((tmp_path / "results.json").read_text())["value"] == rows[0]["value"]  # one row -> an object
+    # the official results file rescores to the same accuracy with the shared `vlrepro eval vqa`
+    from vlrepro.shared.cli import main as vlrepro_main
+
+    assert vlrepro_main(["eval", "vqa", "--annotations", str(mini / "vqav2" / "v2_mscoco_val2014_annotations.json"),
+                         "--results", str(tmp_path / "vqav2_val_results.json"), "--subset", "--out", str(tmp_path / "x.json")]) == 0
+    assert json.loads((tmp_path / "x.json").read_text())["overall"] == pytest.approx(rows[0]["value"])
     lines = (tmp_path / "vqav2_val_answers.jsonl").read_text().splitlines()
     assert len(lines) == len(recs) and set(json.loads(lines[0])) == {"question_id", "prompt", "text", "answer_id", "model_id"}
 
@@ -120,3 +126,21 @@ def test_self_questioning_loop_builds_n_shot_turns(tiny_model, tokenizer):
     assert "USER: <image>\nCan you describe the image in detail? ASSISTANT:" in final
     assert final.endswith("USER: What is it? ASSISTANT:")
     assert isinstance(answer, str)
+
+
+def test_caption_reference_as_answer_scores_bleu_100(mini, tmp_path, monkeypatch):
+    from vlrepro.shared.data import load_karpathy
+
+    ann = mini / "coco" / "dataset_coco.json"
+    cfg = compose("vlrepro.sophon.configs", "eval", ["task=caption", "split=test", f"annotation_file={ann}",
+                                                      "metrics=[BLEU]", "ptb_tokenize=false", f"out_dir={tmp_path}",
+                                                      "model_id=oracle"])
+    refs = {r.image_id: r.captions for r in load_karpathy(str(ann), split="test")}
+    rows = _oracle_eval(monkeypatch, cfg, lambda it: refs[it.qid][0].upper() + "!!")  # cleanup undoes case/punctuation
+    bleu = {r["metric"]: r["value"] for r in rows}
+    # exact match to a reference: every n-gram precision is 1 (the mini captions may be shorter than 4 words)
+    assert bleu["Bleu_1"] == pytest.approx(100.0, abs=1e-4) and bleu["Bleu_2"] == pytest.approx(100.0, abs=1e-4)
+    assert rows[0]["n"] == len(refs)
+    results = json.loads((tmp_path / "caption_test_results.json").read_text())
+    assert {r["image_id"] for r in results} == set(refs)
+    assert all(r["caption"] == ev.normalize_caption(refs[r["image_id"]][0]) for r in results)

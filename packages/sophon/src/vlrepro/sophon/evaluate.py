@@ -221,6 +221,7 @@ def _resume(path: Path, resume: bool) -> dict:
 
 def run_eval(cfg: DictConfig, model=None, tokenizer=None, image_processor=None) -> list[dict]:
     """Evaluate one task; returns result rows (also written to ``out_dir/results.json``)."""
+    from vlrepro.shared.atomic import write_json_atomic
     from vlrepro.shared.results import result_row, write_results
 
     task = cfg.task
@@ -277,6 +278,8 @@ def run_eval(cfg: DictConfig, model=None, tokenizer=None, image_processor=None) 
         refs_used = {k: [normalize_caption(r, 50) for r in refs[k]] for k in preds}
         preds = {k: (v or "empty") for k, v in preds.items()}
         scores = caption_scores(refs_used, preds, metrics=tuple(cfg.metrics), tokenize=bool(cfg.ptb_tokenize))
+        # COCO results format, so `vlrepro eval caption --annotations ... --results ...` rescores the same captions
+        write_json_atomic(out_dir / f"caption_{split}_results.json", [{"image_id": k, "caption": v} for k, v in preds.items()])
         for metric, value in scores.items():
             rows.append(result_row(task="captioning", dataset=cfg.dataset_name, split=split, n=len(preds), metric=metric,
                                    value=100 * value, train=train, **common))
@@ -288,6 +291,8 @@ def run_eval(cfg: DictConfig, model=None, tokenizer=None, image_processor=None) 
         _, ann_path = vqa_files(task, cfg.split, cfg.get("vqa_root") or None)
         anns = read_json(ann_path, what="VQA annotations")["annotations"]
         preds = {it.qid: postprocess_vqa_generation(answers[it.qid]["text"]) for it in items}
+        # official results format for `vlrepro eval vqa --annotations ... --results ... --subset` (and EvalAI)
+        write_json_atomic(out_dir / f"{task}_{cfg.split}_results.json", [{"question_id": k, "answer": v} for k, v in preds.items()])
         acc = vqa_accuracy(anns, preds, subset=True)
         rows.append(result_row(task="vqa", dataset=task, split=cfg.split, n=len(preds), metric="accuracy",
                                value=acc["overall"], paper_value=cfg.get("paper_value"), train=train, **common))

@@ -70,6 +70,37 @@ def _data_texts(data: Path) -> list[str]:
     return texts
 
 
+def warm_language_model(llm, tok, texts: list[str], *, steps: int, lr: float = 3e-3, batch_size: int = 32, seed: int = 0) -> None:
+    """Train the tiny "Vicuna" as a plain language model on the mini data's text (a stand-in for Vicuna's pretraining).
+
+    A random Llama with a frozen lm_head (init std 0.02) and RMS-normalised hidden states cannot move its
+    logits by more than about +-1.3, so LoRA on it cannot learn anything visible; the real recipe starts
+    from a pretrained LLM. No image is seen here: the image-conditioned part is left to the two stages.
+    """
+    if steps <= 0 or not texts:
+        return
+    import random
+
+    rng = random.Random(seed)
+    seqs = [[tok.bos_token_id] + tok(t, add_special_tokens=False).input_ids[:62] + [tok.eos_token_id] for t in texts if t.strip()]
+    opt = torch.optim.AdamW(llm.parameters(), lr=lr, weight_decay=0.0)
+    llm.train()
+    for _ in range(steps):
+        batch = rng.sample(seqs, min(batch_size, len(seqs)))
+        n = max(len(x) for x in batch)
+        ids = torch.full((len(batch), n), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), n), -100, dtype=torch.long)
+        for k, x in enumerate(batch):
+            ids[k, :len(x)] = torch.tensor(x)
+            labels[k, :len(x)] = torch.tensor(x)
+        loss = llm(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    llm.eval()
+    print(f"[smoke] tiny LLM warmed up as a language model on the data text: {steps} steps, loss {loss.item():.3f}", flush=True)
+
+
 def make_tiny_base(out: Path, smoke: DictConfig, texts: list[str]) -> tuple[Path, Path]:
     """Save a tiny random Llama + tokenizer (the "Vicuna") and a tiny random CLIP + processor."""
     from transformers import LlamaForCausalLM
@@ -82,7 +113,9 @@ def make_tiny_base(out: Path, smoke: DictConfig, texts: list[str]) -> tuple[Path
     cfg = tiny_llama_config(len(tok), hidden_size=int(smoke.tiny.hidden_size), intermediate_size=int(smoke.tiny.intermediate_size),
                             num_hidden_layers=int(smoke.tiny.num_hidden_layers), num_attention_heads=4, num_key_value_heads=4,
                             max_position_embeddings=2048)
-    LlamaForCausalLM(cfg).save_pretrained(llm_dir, safe_serialization=True)
+    llm = LlamaForCausalLM(cfg)
+    warm_language_model(llm, tok, texts, steps=int(smoke.tiny.get("lm_warmup_steps", 0)), seed=int(smoke.seed))
+    llm.save_pretrained(llm_dir, safe_serialization=True)
     tiny_clip_model(clip_dir, seed=int(smoke.seed), image_size=int(smoke.tiny.image_size))
     return llm_dir, clip_dir
 
