@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlrepro.shared.hooks import edit_outputs
+from vlrepro.shared.hooks import get_submodule
 
 
 class GlobalICVEncoder(nn.Module):
@@ -81,38 +81,71 @@ def norm_preserving_shift(hidden: torch.Tensor, shift: torch.Tensor) -> torch.Te
     """Eqs. (2)-(3): add ``shift`` (d,) at every position of ``hidden`` (..., d), keep each token's norm.
 
     Computed as ``s * (||h|| / ||s||)`` so that a zero shift is *exactly* the identity
-    (``s == h`` bitwise, ratio ``x / x == 1.0``), not just close to it. The result is cast back
-    to ``hidden``'s dtype: with bf16 weights the fp32 shift would otherwise promote the residual
-    stream (spec addendum). The original has no guard for ``||s|| == 0`` and returns NaN there;
-    here such a token keeps its original value.
+    (``s == h`` bitwise, ratio ``x / x == 1.0``), not just close to it. The arithmetic is fp32 and
+    the result is cast back to ``hidden``'s dtype: with bf16 weights the fp32 shift would otherwise
+    promote the residual stream (spec addendum). The original has no guard for ``||s|| == 0`` and
+    returns NaN there; here such a token keeps its original value.
     """
-    s = hidden.float() + shift.float()  # (..., d) fp32
-    h_norm = hidden.float().norm(dim=-1, keepdim=True)  # (..., 1)
-    s_norm = s.norm(dim=-1, keepdim=True)  # (..., 1)
-    ratio = h_norm / s_norm.clamp_min(torch.finfo(s.dtype).tiny)
-    out = torch.where(s_norm == 0, hidden.float(), s * ratio)
+    h = hidden.float()  # (..., d) fp32 (no copy when already fp32)
+    s = h + shift.float()  # (..., d)
+    h_norm = torch.linalg.vector_norm(h, dim=-1, keepdim=True)  # (..., 1)
+    s_norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)  # (..., 1)
+    out = torch.where(s_norm == 0, h, s * (h_norm / s_norm.clamp_min(_TINY)))
     return out.to(hidden.dtype)
+
+
+_TINY = torch.finfo(torch.float32).tiny
 
 
 @contextmanager
 def icv_hooks(model: nn.Module, layer_names: Sequence[str], encoder: GlobalICVEncoder) -> Iterator[None]:
     """Within the block, the output of ``layer_names[l]`` is shifted by ``encoder``'s layer ``l``.
 
-    One native forward hook per module (tuple outputs: element 0 only); the shift is recomputed
-    from the parameters on every call, so gradients reach ``icv`` and ``alpha`` and every decoding
-    step of ``generate`` (KV cache included) is shifted too. All hooks are removed on exit.
+    One native forward hook per module (spec §8: resolved once, layer index bound by closure, no
+    retention, no clone); for a tuple output only element 0 (the hidden states) is edited, so
+    the tuple outputs of transformers <= 4.56 and the tensors of >= 4.57 both work. Every call
+    of the module is shifted: training forwards, and the prompt and each decoding step of
+    ``generate`` (KV cache included). All hooks are removed on exit, also on error.
+
+    With gradients on (training) each call recomputes its row ``a_l * v_l`` from the parameters,
+    so autograd reaches ``icv`` and ``alpha``. Without (generation), the (L, d) table of shifts is
+    computed once per device and parameter version and each hook only indexes it: the hook then
+    costs a handful of element-wise ops (see ``benchmarks/icv_overhead.py``).
     """
     if len(layer_names) != encoder.num_layers:
         raise ValueError(f"{len(layer_names)} hooked modules but the encoder has {encoder.num_layers} vectors")
-    row = {name: i for i, name in enumerate(layer_names)}
+    modules = [get_submodule(model, name) for name in layer_names]  # one-line error on a wrong name
+    params = (encoder.icv, encoder.alpha)
+    table: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
-    def edit(name: str, h: torch.Tensor) -> torch.Tensor:
-        # only this layer's row: a_l * v_l, (d,), a fresh autograd graph per call
-        shift = encoder.layer_shift(row[name]).to(h.device)
-        return norm_preserving_shift(h, shift)
+    def shift_for(layer: int, h: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (params[0].requires_grad or params[1].requires_grad):
+            return encoder.layer_shift(layer).to(h.device)  # (d,), fresh autograd graph
+        # keyed on the parameters' version counters: an optimiser step invalidates the table
+        key = (h.device, params[0]._version, params[1]._version)
+        rows = table.get(key)
+        if rows is None:
+            table.clear()
+            with torch.no_grad():
+                rows = table[key] = encoder.shifts().float().to(h.device).unbind(0)  # L x (d,)
+        return rows[layer]
 
-    with edit_outputs(model, list(layer_names), edit):
+    def make_hook(layer: int):
+        def hook(_module: nn.Module, _inputs, output):
+            if isinstance(output, tuple):
+                return (norm_preserving_shift(output[0], shift_for(layer, output[0])),) + output[1:]
+            return norm_preserving_shift(output, shift_for(layer, output))
+
+        return hook
+
+    handles = []
+    try:
+        for layer, module in enumerate(modules):
+            handles.append(module.register_forward_hook(make_hook(layer)))
         yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # ----------------------------------------------------------------------------- losses
