@@ -80,6 +80,19 @@ class LVLMAdapter:
             attn[i, sl] = 1
         return input_ids, attn  # [B, T], [B, T]
 
+    def pixels(self, img: Any, preprocess) -> torch.Tensor:
+        """``preprocess(PIL) -> [3, H, W]`` of one image, memoised by path: beam search shows the same
+        ~66 images of an anchor hundreds of times, so each is decoded and normalised once."""
+        if not isinstance(img, (str, Path)) or not self.__dict__.get("cache", True):
+            return preprocess(_load_pil(img))
+        cache = self.__dict__.setdefault("_pixel_cache", {})
+        key = str(img)
+        if key not in cache:
+            if len(cache) > 4096:
+                cache.clear()
+            cache[key] = preprocess(_load_pil(img))
+        return cache[key]
+
     def autocast(self):
         if self.device.type == "cuda" and self.precision in ("bf16", "fp16"):
             return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
@@ -135,8 +148,8 @@ class IdeficsAdapter(LVLMAdapter):
         size = self.image_processor.image_size
         pix = torch.zeros(len(images), n, 3, size, size)  # [B, N_img, 3, H, W], zero-padded
         for b, row in enumerate(images):
-            if row:
-                pix[b, : len(row)] = self.image_processor.preprocess([_load_pil(x) for x in row])
+            for j, x in enumerate(row):
+                pix[b, j] = self.pixels(x, lambda im: self.image_processor.preprocess([im])[0])
         return pix.to(self.device, dtype=next(self.model.parameters()).dtype)
 
     def _inputs(self, input_ids, attn, images):
@@ -166,7 +179,7 @@ class FlamingoAdapter(LVLMAdapter):
         first = None
         rows = []
         for row in images:
-            px = [self.image_processor(_load_pil(x)) for x in row]
+            px = [self.pixels(x, self.image_processor) for x in row]
             first = first if first is not None or not px else px[0]
             rows.append(px)
         vx = torch.zeros(len(images), n, 1, *first.shape)  # [B, T_img, F=1, 3, H, W]
@@ -175,8 +188,48 @@ class FlamingoAdapter(LVLMAdapter):
                 vx[b, j, 0] = p
         return vx.to(self.device, dtype=next(self.model.parameters()).dtype)
 
+    def _latents(self, images: Sequence[Sequence[Any]]) -> torch.Tensor:
+        """Perceiver latents [B, T_img, n_latents, d] of every row's images, each image encoded once.
+
+        Flamingo's ``_encode_vision_x`` (vision tower, then the per-image perceiver) run only on the
+        images not seen before; beam search scores ~65 candidates against the same query and chosen
+        ICDs, so most images of a batch are cached. Zero latents fill the padding slots, which no
+        text token attends to (only_attend_immediate_media), as the zero images they replace.
+        """
+        cache = self.__dict__.setdefault("_latent_cache", {})
+        keys = [[str(x) if isinstance(x, (str, Path)) else None for x in row] for row in images]
+        new = list(dict.fromkeys(k for row in keys for k in row if k is not None and k not in cache))
+        loose = [x for row, krow in zip(images, keys) for x, k in zip(row, krow) if k is None]  # PIL inputs: no key
+        todo = new + [None] * len(loose)
+        if todo:
+            px = torch.stack([self.pixels(k, self.image_processor) for k in new] + [self.image_processor(_load_pil(x)) for x in loose])
+            px = px.to(self.device, dtype=next(self.model.parameters()).dtype)  # [U, 3, H, W]
+            feats = self.model.vision_encoder(px)[1]  # [U, v, d] patch tokens
+            lat = self.model.perceiver(feats[:, None, None])[:, 0]  # [U, n, d]
+            if len(cache) + len(new) > 2048:
+                cache.clear()
+            cache.update({k: lat[i] for i, k in enumerate(new)})
+            loose_lat = iter(lat[len(new):])
+        n = max(len(r) for r in images)
+        some = next(iter(cache.values())) if cache else lat[0]
+        out = torch.zeros(len(images), n, *some.shape, dtype=some.dtype, device=some.device)  # [B, T_img, n, d]
+        for b, (row, krow) in enumerate(zip(images, keys)):
+            for j, k in enumerate(krow):
+                out[b, j] = cache[k] if k is not None else next(loose_lat)
+        return out
+
     def _forward(self, input_ids, attn, images):
-        return self.model(vision_x=self._vision_x(images), lang_x=input_ids, attention_mask=attn).logits
+        if not self.__dict__.get("cache", True):  # the plain path: open_flamingo encodes every image of every row
+            return self.model(vision_x=self._vision_x(images), lang_x=input_ids, attention_mask=attn).logits
+        m = self.model
+        latents = self._latents(images)
+        for layer in m.lang_encoder._get_decoder_layers():  # what Flamingo.forward does after _encode_vision_x
+            layer.condition_vis_x(latents)
+        m._condition_media_locations(input_ids=input_ids)
+        try:
+            return m.lang_encoder(input_ids=input_ids, attention_mask=attn).logits
+        finally:
+            m.lang_encoder.clear_conditioned_layers()
 
     def _generate(self, input_ids, attn, images, gen_args):
         # the original passes tokenizer.eos_token_id, which overrides Flamingo's <|endofchunk|> default
@@ -210,9 +263,18 @@ def build_flamingo(config: dict, tokenizer) -> torch.nn.Module:
     lang.set_decoder_layers_attr_name("model.layers")
     if lang.get_input_embeddings().num_embeddings != len(tokenizer):
         lang.resize_token_embeddings(len(tokenizer))
-    return Flamingo(clip, lang, tokenizer.encode("<|endofchunk|>", add_special_tokens=False)[-1],
-                    tokenizer.encode("<image>", add_special_tokens=False)[-1], vis_dim=vcfg["width"],
-                    cross_attn_every_n_layers=config["cross_attn_every_n_layers"])
+    # optional sizes of the perceiver resampler / gated cross-attention blocks (open_flamingo hard-codes
+    # depth 6, 8 heads × 64, 64 latents: right for 9B, 30× the rest of a tiny test model)
+    import open_flamingo.src.flamingo as of_flamingo
+    import open_flamingo.src.flamingo_lm as of_lm
+    from unittest import mock
+
+    perceiver = functools.partial(of_flamingo.PerceiverResampler, **config.get("perceiver", {}))
+    xattn = functools.partial(of_lm.GatedCrossAttentionBlock, **config.get("cross_attn", {}))
+    with mock.patch.object(of_flamingo, "PerceiverResampler", perceiver), mock.patch.object(of_lm, "GatedCrossAttentionBlock", xattn):
+        return Flamingo(clip, lang, tokenizer.encode("<|endofchunk|>", add_special_tokens=False)[-1],
+                        tokenizer.encode("<image>", add_special_tokens=False)[-1], vis_dim=vcfg["width"],
+                        cross_attn_every_n_layers=config["cross_attn_every_n_layers"])
 
 
 # ----------------------------------------------------------------------------- tiny models (tests, smoke)
@@ -243,7 +305,10 @@ def build_tiny_idefics(out_dir: str | Path, *, seed: int = 0) -> Path:
     # IDEFICS' decoupled embeddings: vocab_size + additional_vocab_size rows cover the tokenizer
     model = IdeficsForVisionText2Text(tiny_idefics_config(vocab_size=len(tok) - 2, additional_vocab_size=2))
     model.save_pretrained(out, safe_serialization=True)
-    IdeficsImageProcessor(image_size=32).save_pretrained(out)
+    # mean/std must be explicit: a processor saved with null mean/std normalises every pixel to NaN
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    IdeficsImageProcessor(image_size=32, image_mean=list(OPENAI_CLIP_MEAN), image_std=list(OPENAI_CLIP_STD)).save_pretrained(out)
     (out / "lvlm.json").write_text(json.dumps({"family": "idefics"}))
     return out
 
@@ -265,6 +330,8 @@ def build_tiny_flamingo(out_dir: str | Path, *, seed: int = 0) -> Path:
                                               "num_attention_heads", "max_position_embeddings", "bos_token_id",
                                               "eos_token_id", "pad_token_id", "tie_word_embeddings")},
         "cross_attn_every_n_layers": 1,
+        "perceiver": {"depth": 1, "dim_head": 16, "heads": 2, "num_latents": 8, "ff_mult": 2},
+        "cross_attn": {"dim_head": 16, "heads": 2, "ff_mult": 2},
     }
     torch.manual_seed(seed)
     model = build_flamingo(config, tok)

@@ -98,6 +98,11 @@ class InfoScorer:
                 mask_lens.append(self._mask_len(mask_context(self.style, icds, query, era=self.mask_era)))
             logits, ids, attn = self.lvlm.logits(texts, images)
             mean_lp = label_mean_log_prob(logits, ids, attn, mask_lens, self.lvlm.tokenizer.pad_token_id)
+            if not torch.isfinite(mean_lp).all():
+                from vlrepro.shared.errors import VlreproError
+
+                raise VlreproError("the LVLM returned non-finite log-probabilities while scoring InfoScore",
+                                   fix="check the model weights and the image processor (mean/std set?) and use precision=bf16/fp32")
             out.append(torch.exp(mean_lp).double().cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
@@ -244,7 +249,9 @@ class LeverLM(nn.Module):
 
         ``batch_earlier_steps`` reproduces the original: an id that any row of the batch picked at an
         earlier step is banned in every row (rows may still share an id picked at the same step).
-        ``per_row`` bans only the row's own earlier picks.
+        ``per_row`` bans only the row's own earlier picks. Either way a row never repeats an ICD
+        (needs ``shot_num`` ≤ the index size): a row the batch-wide ban leaves without any id falls
+        back to the per-row ban.
         """
         b = next(iter(query_feats.values())).shape[0]
         device = next(self.parameters()).device
@@ -255,10 +262,15 @@ class LeverLM(nn.Module):
             logits = self.forward(ids, query_feats, icd_feats).logits[:, -1].float()  # [B, V]
             logits[:, self.index_ds_size:] = float("-inf")
             if chosen.shape[1]:
+                own = logits.scatter(1, chosen, float("-inf"))  # the row's own earlier picks
                 if ban == "per_row":
-                    logits.scatter_(1, chosen, float("-inf"))
+                    logits = own
                 else:
                     logits[:, torch.unique(chosen)] = float("-inf")
+                    # where the batch-wide ban leaves a row nothing (small index sets), fall back to the
+                    # per-row ban instead of taking the argmax of an all -inf row (the original's repeat)
+                    empty = torch.isinf(logits).all(-1)  # [B]
+                    logits[empty] = own[empty]
             nxt = torch.softmax(logits, dim=-1).argmax(-1, keepdim=True)  # [B, 1]
             chosen = torch.cat([chosen, nxt], dim=1)
             ids = torch.cat([ids, nxt], dim=1)

@@ -172,14 +172,18 @@ def candidate_sets(sampler: str, anchors: Sequence[int], n_index: int, candidate
 
 
 def random_retrieval(n_queries: int, n_index: int, k: int, seed: int = 42, fixed: bool = False) -> list[list[int]]:
-    """RS: ``k`` random demonstrations per query (numpy seed 42; one shared set if ``fixed``)."""
+    """RS: ``k`` random demonstrations per query, drawn as the original's random retriever does
+    (``np.random.seed(seed)``, then ``np.random.choice(n_index, k, replace=False)`` for each query in
+    order; one shared set if ``fixed``). A private ``RandomState`` gives the same stream without
+    touching numpy's global state.
+    """
     import numpy as np
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)
     if fixed:
-        one = rng.choice(n_index, size=k, replace=False).tolist()
+        one = rng.choice(n_index, k, replace=False).tolist()
         return [list(one) for _ in range(n_queries)]
-    return [rng.choice(n_index, size=k, replace=False).tolist() for _ in range(n_queries)]
+    return [rng.choice(n_index, k, replace=False).tolist() for _ in range(n_queries)]
 
 
 def similarity_retrieval(query_features: torch.Tensor, index_features: torch.Tensor, k: int,

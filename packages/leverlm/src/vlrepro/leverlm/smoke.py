@@ -45,7 +45,14 @@ def run_smoke(cfg: DictConfig) -> int:
               f"device={cfg.device}", f"sampler_num={cfg.sample_num}", f"cand_num={cfg.cand_num}"]
     gen_cfg = compose(CONFIGS, "generate", common + [
         f"beam_size={cfg.beam_size}", f"few_shot_num={cfg.few_shot_num}", f"batch_size={cfg.batch_size}", f"clip_name={clip}"])
-    run_generate(gen_cfg)
+    dm_file = run_generate(gen_cfg)
+    import json
+    import math
+
+    scores = [s for v in json.loads(Path(dm_file).read_text()).values() for s in v["score_list"]]
+    if not scores or not all(math.isfinite(s) and -1 < s < 1 for s in scores):
+        print(f"[smoke] FAILED: D_M InfoScores must be finite and in (-1, 1): {scores[:6]}", flush=True)
+        return 1
     print(f"[smoke] generate done ({time.time() - t0:.1f}s)", flush=True)
 
     lm = ["train.lever_lm.n_embd=32", "train.lever_lm.n_head=2", "train.lever_lm.n_positions=16", "train.lever_lm.feature_dim=32",

@@ -48,8 +48,8 @@ def split_samples(dm: dict[int, dict], train_ratio: float, threshold: float, rev
     for i, a in enumerate(anchors):
         target = parts[0] if i < n_train else parts[1]
         for seq, score in zip(dm[a]["id_list"], dm[a]["score_list"]):
-            if float(score) < threshold:
-                continue
+            if not math.isfinite(float(score)) or float(score) < threshold:
+                continue  # a non-finite score can only come from a broken scorer: never train on it
             icds = list(seq[:-1])
             target.append((int(seq[-1]), icds[::-1] if reverse_seq else icds))
     return parts
