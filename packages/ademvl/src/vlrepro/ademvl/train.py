@@ -256,7 +256,9 @@ def train(cfg: DictConfig, *, model: ADEMVL | None = None, log=print) -> dict[st
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_scaler):
                 loss = net(batch["example"], batch["labels"], batch["image"], batch["indicator"])
             value = float(loss.detach())
-            if not math.isfinite(value):  # the original replaces a NaN loss by 0; skipping it is the same update
+            # the original replaces a NaN loss by 0 and still steps (momentum, weight decay); we skip the batch,
+            # and the optimizer step too when it falls on an accumulation boundary (README, deviations)
+            if not math.isfinite(value):
                 log(f"non-finite loss at epoch {epoch} iteration {it}; skipped")
                 continue
             scaled = loss / accum
