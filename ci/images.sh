@@ -17,6 +17,7 @@
 #   VLREPRO_UV_CACHE      host uv cache handed to podman builds (default: `uv cache dir` when it exists;
 #                         set to "" to download everything inside the build)
 #   VLREPRO_HOST_CA       CA bundle passed as the `hostca` build secret (default: the system bundle)
+#   VLREPRO_DEBIAN_MIRROR mirror for debootstrap (default: apt's mirror on Debian hosts, else deb.debian.org)
 #
 # This file is also sourced by ci/image_test.sh and ci/smoke.sh for its functions.
 
@@ -102,8 +103,12 @@ vl_podman_base() {
     podman load -q -i "$tar" >/dev/null
   else
     local mirror rootfs
-    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    # apt's own mirror on a Debian host (the only one a locked-down CI machine reaches), else Debian's
+    mirror=${VLREPRO_DEBIAN_MIRROR:-}
+    if [ -z "$mirror" ] && grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then
+      mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+      [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    fi
     mirror=${mirror:-http://deb.debian.org/debian}
     rootfs=$(mktemp -d /var/tmp/vlrepro-rootfs.XXXXXX)
     vl_log "base $VL_PODMAN_BASE: debootstrap --variant=minbase bookworm from $mirror"
@@ -168,7 +173,7 @@ vl_images_main() {
       --engine=*) engine=${1#*=}; shift ;;
       --push) push=1; shift ;;
       --print) print=1; shift ;;
-      -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
+      -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
       -*) echo "ci/images.sh: unknown option $1" >&2; return 2 ;;
       *) papers+=("$1"); shift ;;
     esac

@@ -110,7 +110,8 @@ for r in rows:
         status, why = "FAIL", f"ran on {r['device']}, asked {device}"
     elif pv is not None and r.get("tolerance") is not None and abs(v - pv) > float(r["tolerance"]):
         status, why = "FAIL", f"|{v} - {pv}| > {r['tolerance']}"
-    metric = f"{r.get('dataset', '')} {r.get('metric', '-')}".strip()
+    # model (e.g. tiny-idefics+icv vs +zero_shot) tells apart the rows of one paper
+    metric = " ".join(str(r[k]) for k in ("model", "dataset", "metric") if r.get(k))
     row(metric, f"{v:.4g}" if finite else repr(v), "-" if pv is None else f"{pv:.4g}", status, why)
 PY
 done
