@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +75,52 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, mini_data, tmp_pa
     sa, sb = straight.state_dict(), resumed.state_dict()
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
     assert not all(torch.equal(sa[k], model.state_dict()[k]) for k in sa)  # it did train
+
+
+def test_mix_batches_episodes_with_plain_samples(tiny):
+    """The mix1 defect fixed (spec §10): an episode (3 images) and a plain VQA sample (1 image) share a batch."""
+    import random
+
+    from PIL import Image
+
+    from vlrepro.lcl.data import EpisodeTensors, collate
+    from vlrepro.lcl.method import VQA_QUESTION_TEMPLATE, Episode, Round, two_way_episode
+
+    model, tok, proc = tiny
+    tt = EpisodeTensors(tok, proc, model.config.image_token_len, Path("/nonexistent"), dataset="imagenet")
+    im = [Image.new("RGB", (40, 30), c) for c in ("red", "blue", "green", "white")]
+    ep = two_way_episode([(im[0], "zorbex")], [(im[1], "red square")], (im[2], "zorbex"),
+                         "Based on the previous examples, what is in the image <image>?", random.Random(0))
+    vqa = Episode(support=[], query=Round(im[3], VQA_QUESTION_TEMPLATE.replace("<question>", "What colour?"),
+                                          "The answer is white.", template="vicuna_v1.1"))
+    batch = collate([tt(ep, train=True), tt(vqa, train=True)], pad_id=0, left_pad=False)
+    assert batch["images"].shape[0] == 4  # flat [3 + 1, 3, H, W], prompt order
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"],
+                labels=batch["labels"])
+    assert torch.isfinite(out.loss)
+    # each sample's supervised tokens are its own final answer
+    for row, ans in zip(batch["labels"].tolist(), ('there is "zorbex" in the image.', "The answer is white.")):
+        sup = [t for t in row if t != -100]
+        assert tok.decode(sup).strip() == ans + "</s>" and sup[-1] == tok.eos_token_id
+
+
+def test_mixed_samples_probabilities_and_errors():
+    from vlrepro.lcl.runs import MixedSamples
+    from vlrepro.shared.errors import VlreproError
+
+    class Src(torch.utils.data.Dataset):
+        def __init__(self, tag, n):
+            self.tag, self.n = tag, n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return self.tag
+
+    mix = MixedSamples([Src("ep", 10), Src("vqa", 30)], [0.3, 0.1], seed=0)  # normalised to 0.75 / 0.25
+    assert len(mix) == 40
+    draws = [mix[i] for i in range(4000)] + [MixedSamples([Src("ep", 10), Src("vqa", 30)], [0.3, 0.1], seed=1)[i] for i in range(4000)]
+    assert abs(draws.count("ep") / len(draws) - 0.75) < 0.03
+    with pytest.raises(VlreproError):  # the original's 22 datasets vs 23 probabilities
+        MixedSamples([Src("a", 1)] * 22, [1.0] * 23, seed=0)
