@@ -48,6 +48,16 @@ def test_presets_compose_under_every_training_verb(verb, preset):
         assert cfg.pretrain_mm_mlp_adapter.endswith(f"sophon/pretrain_{size}/mm_projector.safetensors")
 
 
+def test_seed_flag_spellings_and_deepspeed_override_compose():
+    # a folder named like a key would make Hydra read `deepspeed=...` as a config-group choice
+    cfg = compose("vlrepro.sophon.configs", "finetune", ["deepspeed=zero2", "sq_r=0.3"])
+    assert cfg.deepspeed == "zero2" and cfg.sq_r == 0.3
+    from vlrepro.sophon.train import DEEPSPEED_PRESETS
+
+    for name in DEEPSPEED_PRESETS:
+        assert CONFIGS.joinpath("deepspeed_json", f"{name}.json").is_file()
+
+
 def test_unknown_key_is_a_one_line_error():
     with pytest.raises(VlreproError, match="bad configuration"):
         compose("vlrepro.sophon.configs", "finetune", ["lora_rank=3"])
@@ -55,7 +65,7 @@ def test_unknown_key_is_a_one_line_error():
 
 @pytest.mark.parametrize("name,stage", [("zero2", 2), ("zero3", 3), ("zero3_offload", 3)])
 def test_deepspeed_jsons(name, stage):
-    ds = json.loads(CONFIGS.joinpath("deepspeed", f"{name}.json").read_text())
+    ds = json.loads(CONFIGS.joinpath("deepspeed_json", f"{name}.json").read_text())
     assert ds["zero_optimization"]["stage"] == stage
     assert ds["bf16"]["enabled"] == "auto" and ds["train_micro_batch_size_per_gpu"] == "auto"
     if stage == 3:

@@ -143,11 +143,13 @@ def run_smoke(smoke: DictConfig) -> list[dict]:
                                                        pretrain_mm_mlp_adapter=str(out / "pretrain" / "mm_projector.safetensors"))))
     train = {"train_steps": fin["train_steps"], "train_loss_first": fin["train_loss_first"], "train_loss_last": fin["train_loss_last"],
              "pretrain_steps": pre["train_steps"], "pretrain_loss_first": pre["train_loss_first"],
-             "pretrain_loss_last": pre["train_loss_last"]}
+             "pretrain_loss_last": pre["train_loss_last"], "vit_lora_B_norm": fin.get("vit_lora_B_norm")}
     eval_cfg = _stage_cfg("eval", smoke, dict(device=smoke.device, seed=int(smoke.seed), out_dir=str(out),
                                               model_path=str(out / "finetune"), model_base=str(llm_dir),
                                               coco_root=str(data / "coco"), model_id="sq-llava-tiny", train_summary=train))
     rows = run_eval(eval_cfg)
+    if fin.get("vit_lora_B_norm") is not None and not fin["vit_lora_B_norm"] > 0:
+        print("[smoke] WARNING: ViT-LoRA did not train (all lora_B are still zero)")
     for stage, s in (("pretrain", pre), ("finetune", fin)):
         if not s["train_loss_last"] < s["train_loss_first"]:
             print(f"[smoke] WARNING: {stage} loss did not go down ({s['train_loss_first']:.4f} -> {s['train_loss_last']:.4f})")

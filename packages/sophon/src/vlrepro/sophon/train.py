@@ -42,7 +42,7 @@ def deepspeed_config_path(name: str | None) -> str | None:
         raise VlreproError(f"deepspeed={name} needs the deepspeed package, which is not installed",
                            fix="pip install deepspeed (GPU machines), or drop deepspeed= to train without it")
     if name in DEEPSPEED_PRESETS:
-        return str(files("vlrepro.sophon.configs").joinpath("deepspeed", f"{name}.json"))
+        return str(files("vlrepro.sophon.configs").joinpath("deepspeed_json", f"{name}.json"))
     if not Path(name).is_file():
         raise VlreproError(f"deepspeed config not found: {name}", fix=f"use one of {', '.join(DEEPSPEED_PRESETS)} or a JSON path")
     return name
@@ -218,6 +218,8 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     tokenizer.save_pretrained(out_dir)
     image_processor.save_pretrained(out_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    # ViT-LoRA B matrices start at 0: a non-zero norm shows the adapter trained (the original's stayed 0, spec §1.4)
+    vit_b = [p.detach().float().norm().item() for n, p in model.named_parameters() if "vision_tower" in n and "lora_B" in n]
     k = max(1, min(3, len(losses) // 3)) if losses else 1
     summary = {
         "train_steps": int(trainer.state.global_step),
@@ -226,10 +228,12 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         "train_loss_last": float(sum(losses[-k:]) / k) if losses else math.nan,
         "losses": losses, "out_dir": str(out_dir), "tokenization_mismatches": dataset.mismatches,
         "trainable_params": n_train,
+        "vit_lora_B_norm": float(sum(vit_b)) if vit_b else None,
     }
     (out_dir / "train_summary.json").write_text(__import__("json").dumps(summary, indent=2), encoding="utf-8")
-    print(f"[{stage}] {summary['train_steps']} steps, loss {summary['train_loss_first']:.4f} -> {summary['train_loss_last']:.4f}; "
-          f"saved to {out_dir}", flush=True)
+    vit = f"; ViT-LoRA |B| = {summary['vit_lora_B_norm']:.4g}" if vit_b else ""
+    print(f"[{stage}] {summary['train_steps']} steps, loss {summary['train_loss_first']:.4f} -> {summary['train_loss_last']:.4f}"
+          f"{vit}; saved to {out_dir}", flush=True)
     return summary
 
 
