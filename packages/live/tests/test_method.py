@@ -15,6 +15,7 @@ from vlrepro.live.method import (
     kl_distillation_loss,
     live_loss,
     norm_preserving_shift,
+    norm_preserving_shift_,
 )
 from vlrepro.live.prompts import VQAPrompt
 from vlrepro.shared.hooks import count_hooks
@@ -23,31 +24,41 @@ FAMILIES = ("idefics", "idefics2")
 P = VQAPrompt()
 
 
-def test_zero_shift_is_exact_identity():
+@pytest.mark.parametrize("fn", [norm_preserving_shift, norm_preserving_shift_])
+def test_zero_shift_is_exact_identity(fn):
     h = torch.randn(3, 7, 16)
-    assert torch.equal(norm_preserving_shift(h, torch.zeros(16)), h)
+    assert torch.equal(fn(h, torch.zeros(16)), h)
     hb = h.bfloat16()
-    out = norm_preserving_shift(hb, torch.zeros(16))
+    out = fn(hb, torch.zeros(16))
     assert out.dtype == torch.bfloat16 and torch.equal(out, hb)
 
 
-def test_shift_keeps_each_token_norm_and_changes_direction():
+@pytest.mark.parametrize("fn", [norm_preserving_shift, norm_preserving_shift_])
+def test_shift_keeps_each_token_norm_and_changes_direction(fn):
     torch.manual_seed(0)
     h = torch.randn(2, 5, 16)
     v = torch.randn(16)
-    out = norm_preserving_shift(h, v)
+    out = fn(h, v)
     torch.testing.assert_close(out.norm(dim=-1), h.norm(dim=-1))
     # hand computation of eqs. (2)-(3) for one token
     s = h[1, 3] + v
     torch.testing.assert_close(out[1, 3], s / s.norm() * h[1, 3].norm())
     assert not torch.allclose(out, h)
+    # the in-place inference variant gives the same values, bf16 included
+    hb = h.bfloat16()
+    torch.testing.assert_close(norm_preserving_shift_(hb, v), norm_preserving_shift(hb, v), atol=0, rtol=0)
+    assert torch.equal(norm_preserving_shift_(h, v), norm_preserving_shift(h, v))
 
 
-def test_shift_that_cancels_the_token_keeps_it_instead_of_nan():
+@pytest.mark.parametrize("fn", [norm_preserving_shift, norm_preserving_shift_])
+def test_shift_that_cancels_the_token_gives_zero_instead_of_nan(fn):
     h = torch.tensor([[[1.0, 2.0]], [[3.0, -1.0]]])
-    out = norm_preserving_shift(h, torch.tensor([-1.0, -2.0]))  # cancels token 0 exactly
+    v = torch.tensor([-1.0, -2.0])  # cancels token 0 exactly
+    out = fn(h, v)
     assert torch.isfinite(out).all()
-    assert torch.equal(out[0], h[0])
+    assert torch.equal(out[0], torch.zeros(1, 2))
+    s = h[1, 0] + v
+    torch.testing.assert_close(out[1, 0], s / s.norm() * h[1, 0].norm())
 
 
 def test_encoder_shapes_init_and_scales():

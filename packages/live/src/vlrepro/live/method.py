@@ -83,18 +83,29 @@ def norm_preserving_shift(hidden: torch.Tensor, shift: torch.Tensor) -> torch.Te
     Computed as ``s * (||h|| / ||s||)`` so that a zero shift is *exactly* the identity
     (``s == h`` bitwise, ratio ``x / x == 1.0``), not just close to it. The arithmetic is fp32 and
     the result is cast back to ``hidden``'s dtype: with bf16 weights the fp32 shift would otherwise
-    promote the residual stream (spec addendum). The original has no guard for ``||s|| == 0`` and
-    returns NaN there; here such a token keeps its original value.
+    promote the residual stream (spec addendum). The original divides by ``||s||`` unguarded and
+    returns NaN for a token the shift cancels exactly; here ``||s||`` is clamped at 1e-30, so such a
+    token comes out as ``s`` itself, the zero vector. Autograd-safe (no in-place ops).
     """
-    h = hidden.float()  # (..., d) fp32 (no copy when already fp32)
-    s = h + shift.float()  # (..., d)
-    h_norm = torch.linalg.vector_norm(h, dim=-1, keepdim=True)  # (..., 1)
-    s_norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)  # (..., 1)
-    out = torch.where(s_norm == 0, h, s * (h_norm / s_norm.clamp_min(_TINY)))
-    return out.to(hidden.dtype)
+    s = torch.add(hidden, shift.float())  # (..., d) fp32 (bf16 + fp32 promotes)
+    h_norm = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32)  # (..., 1)
+    s_norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (..., 1)
+    return (s * (h_norm / s_norm)).to(hidden.dtype)
 
 
-_TINY = torch.finfo(torch.float32).tiny
+def norm_preserving_shift_(hidden: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The same values as :func:`norm_preserving_shift` with in-place arithmetic on fresh tensors.
+
+    For inference only (no autograd): five small kernels per call, which keeps the hooks' cost
+    within a few percent of a decoding step even on tiny models. ``shift`` must be fp32.
+    """
+    s = torch.add(hidden, shift)  # (..., d) fp32
+    ratio = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32)  # (..., 1)
+    ratio.div_(torch.linalg.vector_norm(s, dim=-1, keepdim=True).clamp_min_(_NORM_EPS))
+    return s.mul_(ratio).to(hidden.dtype)
+
+
+_NORM_EPS = 1e-30
 
 
 @contextmanager
@@ -118,9 +129,7 @@ def icv_hooks(model: nn.Module, layer_names: Sequence[str], encoder: GlobalICVEn
     params = (encoder.icv, encoder.alpha)
     table: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
-    def shift_for(layer: int, h: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and (params[0].requires_grad or params[1].requires_grad):
-            return encoder.layer_shift(layer).to(h.device)  # (d,), fresh autograd graph
+    def table_row(layer: int, h: torch.Tensor) -> torch.Tensor:
         # keyed on the parameters' version counters: an optimiser step invalidates the table
         key = (h.device, params[0]._version, params[1]._version)
         rows = table.get(key)
@@ -130,11 +139,20 @@ def icv_hooks(model: nn.Module, layer_names: Sequence[str], encoder: GlobalICVEn
                 rows = table[key] = encoder.shifts().float().to(h.device).unbind(0)  # L x (d,)
         return rows[layer]
 
+    def shifted(layer: int, h: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (params[0].requires_grad or params[1].requires_grad):
+            # training: only this layer's row a_l * v_l, (d,), a fresh autograd graph per call
+            return norm_preserving_shift(h, encoder.layer_shift(layer).to(h.device))
+        row = table_row(layer, h)
+        if h.requires_grad and torch.is_grad_enabled():  # an unfrozen LMM: keep autograd intact
+            return norm_preserving_shift(h, row)
+        return norm_preserving_shift_(h, row)
+
     def make_hook(layer: int):
         def hook(_module: nn.Module, _inputs, output):
             if isinstance(output, tuple):
-                return (norm_preserving_shift(output[0], shift_for(layer, output[0])),) + output[1:]
-            return norm_preserving_shift(output, shift_for(layer, output))
+                return (shifted(layer, output[0]),) + output[1:]
+            return shifted(layer, output)
 
         return hook
 
