@@ -59,6 +59,13 @@ got=$(podman run --rm --network=none "$image" --version 2>&1) || fail "--version
 got=$(podman run --rm --network=none "$image" 2>&1) || fail "the default command (--help) failed: $got"
 grep -q "usage: vlrepro-$paper <verb>" <<<"$got" || fail "the default command (--help) printed no usage: $got"
 
+# the volumes ship empty, and the image's user (and any other uid) can write to /weights/hf, /outputs
+got=$(podman run --rm --network=none --entrypoint /bin/sh "$image" -c \
+  'ls -A /data /weights/hf /outputs | grep -v "^/.*:$" | grep . ; touch /weights/hf/.w /outputs/.w && echo writable' 2>&1)
+[ "$got" = writable ] || fail "volumes not empty or not writable for uid 1000: $got"
+got=$(podman run --rm --network=none --user 4242:4242 --entrypoint /bin/sh "$image" -c 'touch /weights/hf/.w /outputs/.w && echo writable' 2>&1)
+[ "$got" = writable ] || fail "/weights/hf, /outputs not writable for an arbitrary --user uid: $got"
+
 out=$(mktemp -d /var/tmp/vlrepro-image-test.XXXXXX)
 chmod 0777 "$out"  # the image's user (uid 1000) writes here
 phase "run: $cmd --out /outputs (network none, /outputs = $out)"

@@ -226,6 +226,7 @@ def test_dockerfile_runtime_stage_has_venv_only_non_root_user_and_exec_entrypoin
     assert '\'exec "vlrepro-${VLREPRO_PACKAGE}" "$@"\'' in runs, "the entrypoint execs the paper's console script"
     assert "default-jre-headless" in runs, "Java for the caption metrics (pycocoevalcap)"
     assert "useradd --uid 1000" in runs and users[-1] == "1000:1000"
+    assert "chmod 1777 /weights /weights/hf /outputs" in runs, "any --user uid can write results and the HF cache"
     volumes = [json.loads(a) for i, a in runtime if i == "VOLUME"]
     assert volumes == [["/data", "/weights", "/outputs"]]
     env = " ".join(a for i, a in runtime if i == "ENV")
@@ -363,3 +364,21 @@ def test_live_wheels_install_with_pip_and_run_smoke():
     r = subprocess.run(["bash", "ci/wheel_test.sh", "live"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     assert r.returncode == 0 and last.startswith("PASS wheel_test vlrepro-live"), r.stdout[-4000:] + r.stderr[-4000:]
+
+
+# ---- containers/README.md ---------------------------------------------------------------------
+@pytest.mark.parametrize("paper", PAPERS)
+def test_readme_shows_smoke_train_eval_for_every_paper(paper):
+    text = (ROOT / "containers" / "README.md").read_text()
+    version = _package_meta(paper)[0]
+    for verb in ("smoke", "train", "eval"):
+        assert re.search(rf"vlrepro/vlrepro-{paper}:{re.escape(version)} +{verb} +--device cuda", text), (paper, verb)
+    assert "docker run --rm --gpus all --ipc=host" in text
+
+
+def test_readme_demo_examples_publish_the_port_and_bind_all_interfaces():
+    text = (ROOT / "containers" / "README.md").read_text()
+    demos = [line for line in text.splitlines() if re.search(r"vlrepro-\w+:\S+ demo ", line)]
+    assert {re.search(r"vlrepro-(\w+):", d).group(1) for d in demos} == {"lcl", "sophon"}
+    for line in demos:
+        assert "-p 7860:7860" in line and "0.0.0.0" in line and "7860" in line.split(" demo ", 1)[1], line
