@@ -20,8 +20,18 @@ FL_IMG, FL_EOC = "<image>", "<|endofchunk|>"
 ID_IMG = "<fake_token_around_image><image><fake_token_around_image>"
 
 
+VQA_INSTR = "Instruction: provide an answer to the question. Use the image to answer.\n"
+
+
 def _texts(family, rows):
     """(full scoring text, mask context) for the prompt [rows[:-1] ICDs…, rows[-1] query], written by hand."""
+    if "question" in rows[-1]:  # VQA: "Question:{q} Short answer:{a}", IDEFICS with the instruction
+        qa = [f"Question:{r['question']} Short answer:{r['answer']}" for r in rows]
+        if family == "flamingo":
+            ctx = "".join(f"{FL_IMG}{t}{FL_EOC}" for t in qa[:-1]) + f"{FL_IMG}Question:{rows[-1]['question']} Short answer:"
+            return ctx + f"{rows[-1]['answer']}{FL_EOC}</s>", ctx
+        ctx = "<s>" + VQA_INSTR + "".join(f"{ID_IMG}{t}\n" for t in qa[:-1]) + f"{ID_IMG}Question:{rows[-1]['question']} Short answer:"
+        return ctx + f"{rows[-1]['answer']}\n</s>", ctx
     if family == "flamingo":
         ctx = "".join(f"{FL_IMG}Output:{r['single_caption']}{FL_EOC}" for r in rows[:-1]) + f"{FL_IMG}Output:"
         return ctx + f"{rows[-1]['single_caption']}{FL_EOC}</s>", ctx
@@ -104,3 +114,15 @@ def test_beam_search_stores_the_scored_sequences(lvlms, train_rows, order):
     base = hand_probability(lvlm, [R[q]])[0]
     hand = {c: hand_probability(lvlm, [R[c], R[q]])[0] - base for c in cands}
     assert one.id_list == [[max(hand, key=hand.get), q]]
+
+
+@pytest.mark.parametrize("family", ["flamingo", "idefics"])
+def test_vqa_infoscore_equals_its_definition(lvlms, train_rows, family):
+    lvlm = lvlms[family]
+    qs = [("what colour is the square?", "red"), ("how many shapes are there?", "two"), ("is there a circle?", "yes"),
+          ("what shape is blue?", "star")]
+    R = [{**train_rows[i], "question": q, "answer": a} for i, (q, a) in enumerate(qs)]
+    scorer = InfoScorer(lvlm, lvlm.style("vqa"), R, batch_size=4)
+    base = hand_probability(lvlm, [R[1], R[0]])[0]
+    got = scorer([1, 0], [2, 3], "right")
+    assert got == pytest.approx([hand_probability(lvlm, [R[1], R[c], R[0]])[0] - base for c in (2, 3)], abs=2e-6)

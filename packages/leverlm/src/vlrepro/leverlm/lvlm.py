@@ -261,7 +261,7 @@ def build_flamingo(config: dict, tokenizer) -> torch.nn.Module:
     lang = LlamaForCausalLM(LlamaConfig(**config["lang_config"]))
     extend_instance(lang, FlamingoLMMixin)
     lang.set_decoder_layers_attr_name("model.layers")
-    if lang.get_input_embeddings().num_embeddings != len(tokenizer):
+    if lang.get_input_embeddings().num_embeddings < len(tokenizer):  # grow only: a real LM's vocab already covers it
         lang.resize_token_embeddings(len(tokenizer))
     # optional sizes of the perceiver resampler / gated cross-attention blocks (open_flamingo hard-codes
     # depth 6, 8 heads × 64, 64 latents: right for 9B, 30× the rest of a tiny test model)
