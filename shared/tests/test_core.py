@@ -7,7 +7,6 @@ import math
 import os
 
 import pytest
-
 from vlrepro.shared import paths
 from vlrepro.shared.atomic import atomic_open, write_json_atomic
 from vlrepro.shared.errors import MalformedFileError, MissingFileError, VlreproError, read_json, read_jsonl
@@ -113,7 +112,6 @@ def test_require_file_message_names_variable(tmp_path):
 
 def test_load_pretrained_one_line_error(tmp_path):
     import transformers
-
     from vlrepro.shared.errors import load_pretrained
 
     for bad in (str(tmp_path / "no" / "such" / "dir"), "no-such-org/no-such-model-offline"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
 from vlrepro.shared.hooks import add_to_outputs, capture_outputs, count_hooks, edit_outputs
 from vlrepro.shared.testing import tiny_llama_config
 

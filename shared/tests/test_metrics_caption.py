@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.metrics.caption import caption_scores, load_coco_captions, ptb_tokenize
 

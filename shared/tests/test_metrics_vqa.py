@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from vlrepro.shared.cli import main as cli_main
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.metrics.vqa import (

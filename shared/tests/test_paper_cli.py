@@ -6,7 +6,6 @@ import sys
 import textwrap
 
 import pytest
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paper_cli import Verb, parse_verb_args, run_paper_cli
 

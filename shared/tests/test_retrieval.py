@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from vlrepro.shared.retrieval import clip_features, random_demonstrations, retrieve_demonstrations, topk_similar
+from vlrepro.shared.retrieval import (
+    clip_features,
+    random_demonstrations,
+    retrieve_demonstrations,
+    topk_similar,
+)
 
 # pool of 4 unit vectors along/near the axes; query 0 is closest to 2, then 1
 POOL = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -47,7 +51,6 @@ def test_modes_pick_the_right_features():
 def test_clip_features_cache_computes_once(tmp_path, monkeypatch):
     import transformers
     from PIL import Image
-
     from vlrepro.shared.testing import tiny_clip_model
 
     model_dir = tiny_clip_model(tmp_path / "clip")

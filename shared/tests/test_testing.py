@@ -6,7 +6,6 @@ import unittest
 
 import pytest
 import torch
-
 from vlrepro.shared import testing as T
 
 

@@ -38,12 +38,24 @@ import torch
 
 try:
     from vlrepro.ademvl.llama import ModelArgs, Transformer
-    from vlrepro.ademvl.method import ADEMVL, AdemConfig, EmbeddedCrossAttention, VisualMemory, count_trainable
+    from vlrepro.ademvl.method import (
+        ADEMVL,
+        AdemConfig,
+        EmbeddedCrossAttention,
+        VisualMemory,
+        count_trainable,
+    )
 except ImportError:  # run from a checkout without the workspace installed (e.g. the GPU machine)
     _root = Path(__file__).resolve().parents[3]
     sys.path[:0] = [str(_root / "packages/ademvl/src"), str(_root / "shared/src")]
     from vlrepro.ademvl.llama import ModelArgs, Transformer
-    from vlrepro.ademvl.method import ADEMVL, AdemConfig, EmbeddedCrossAttention, VisualMemory, count_trainable
+    from vlrepro.ademvl.method import (
+        ADEMVL,
+        AdemConfig,
+        EmbeddedCrossAttention,
+        VisualMemory,
+        count_trainable,
+    )
 
 PAPER_7B, PAPER_13B = 4_530_432, 5_449_984
 LLAMA_SIZES = {"7B": dict(dim=4096, n_layers=32, n_heads=32), "13B": dict(dim=5120, n_layers=40, n_heads=40)}
@@ -107,7 +119,7 @@ def fusion_ratio(llama: Transformer, *, batch: int, seq_len: int, n_visual: int,
     fusion = [EmbeddedCrossAttention(memory, 0.1, drop_ratio) for _ in llama.layers]
 
     def run(with_fusion: bool) -> float:
-        for block, f in zip(llama.layers, fusion):
+        for block, f in zip(llama.layers, fusion, strict=False):
             block.adapter_mlp = f if with_fusion else None
         _sync(device)
         t0 = time.perf_counter()

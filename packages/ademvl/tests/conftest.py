@@ -11,9 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest
 import torch
 from omegaconf import OmegaConf
-
 from vlrepro.ademvl.build import adem_config, load_clip_vision
-from vlrepro.ademvl.llama import ModelArgs, Transformer, load_llama
+from vlrepro.ademvl.llama import load_llama
 from vlrepro.ademvl.method import ADEMVL
 from vlrepro.ademvl.smoke import write_tiny_weights
 

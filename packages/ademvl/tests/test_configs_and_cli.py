@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from vlrepro.ademvl.cli import main, normalize_seed_args
 from vlrepro.shared.paper_cli import compose
 

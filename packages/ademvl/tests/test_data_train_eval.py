@@ -6,9 +6,7 @@ import json
 import math
 
 import pytest
-import torch
 from omegaconf import OmegaConf
-
 from vlrepro.ademvl.data import build_sqa_prompt, pre_caption, sqa_eval_prompt, tokenize_example
 from vlrepro.ademvl.evaluate import caption_after_prompt, eval_sqa, first_letter_index
 from vlrepro.ademvl.train import effective_lr, lr_at, param_groups

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 import transformers
-
 from vlrepro.ademvl.llama import (
     ModelArgs,
     Tokenizer,

@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from vlrepro.ademvl.method import (
     MultiscaleSampler,
     adaptive_drop,
@@ -172,7 +171,6 @@ def test_trainable_formula_gives_the_paper_numbers():
 def test_real_7b_architecture_on_meta_device_has_paper_count():
     """LLaMA-7B + CLIP ViT-L/14 (24 blocks) built on the meta device: 4,530,432 trainables."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
-
     from vlrepro.ademvl.llama import ModelArgs, Transformer
     from vlrepro.ademvl.method import ADEMVL, AdemConfig
 

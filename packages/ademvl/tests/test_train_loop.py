@@ -7,7 +7,6 @@ import json
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
-
 from vlrepro.ademvl.train import latest_checkpoint, train
 from vlrepro.shared.data import make_mini
 from vlrepro.shared.paper_cli import compose

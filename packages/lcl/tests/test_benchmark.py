@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from vlrepro.lcl.method import check_image_blocks
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "episode_cost.py"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from vlrepro.lcl import cli
 from vlrepro.shared.paper_cli import compose, parse_verb_args
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
-
 from vlrepro.lcl.demo import DemoModel, build_app, load_demo_model
 from vlrepro.shared.errors import VlreproError
 

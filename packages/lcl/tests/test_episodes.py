@@ -8,7 +8,6 @@ import re
 from collections import Counter
 
 import pytest
-
 from vlrepro.lcl.method import (
     FIRST_SUPPORT_TEMPLATE,
     QUERY_TEMPLATE,

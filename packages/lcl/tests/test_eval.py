@@ -20,7 +20,7 @@ def test_shot_sweep_and_independent_rescoring(tiny, mini_data, tmp_path, capsys)
                         paper_values={2: 0.64, 4: 0.63})
     assert [(r["split"], r["shot_per_class"], r["paper_value"], r["n"]) for r in res] == [
         ("2-shot", 1, 0.64, len(rows)), ("4-shot", 2, 0.63, len(rows))]
-    for r, shot in zip(res, (1, 2)):
+    for r, shot in zip(res, (1, 2), strict=False):
         jsonl = out / f"multitest_ISEKAI_10_shot{shot}_extra_prediction.jsonl"
         lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
         assert len(lines) == len(rows) and all(set(x) == {"pred", "target"} for x in lines)

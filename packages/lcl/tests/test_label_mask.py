@@ -29,7 +29,7 @@ def test_only_final_answer_is_supervised(golden, tiny):
     for key in ("train_2way_shot1", "train_2way_shot2"):
         rounds = _golden_episode(golden, key)
         enc = encode_rounds(rounds, tok, L, train=True)
-        sup = [t for t, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX]
+        sup = [t for t, lab in zip(enc.input_ids, enc.labels, strict=False) if lab != IGNORE_INDEX]
         assert sup == [lab for lab in enc.labels if lab != IGNORE_INDEX]  # labels equal the ids where supervised
         exp = golden["expected"][key]
         expected = exp["supervised_text"][0]  # ' there is "zorbex" in the image.</s>'

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from vlrepro.lcl.model import (
     IM_END,
     IM_PATCH,

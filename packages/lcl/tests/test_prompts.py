@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from vlrepro.lcl.method import (
     VQA_QUESTION_TEMPLATE,
     Round,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from vlrepro.lcl.model import IM_END, IM_PATCH, IM_START
 from vlrepro.lcl.train import TrainArgs, fsdp_plugin_kwargs
 
@@ -82,7 +81,6 @@ def test_mix_batches_episodes_with_plain_samples(tiny):
     import random
 
     from PIL import Image
-
     from vlrepro.lcl.data import EpisodeTensors, collate
     from vlrepro.lcl.method import VQA_QUESTION_TEMPLATE, Episode, Round, two_way_episode
 
@@ -99,7 +97,7 @@ def test_mix_batches_episodes_with_plain_samples(tiny):
                 labels=batch["labels"])
     assert torch.isfinite(out.loss)
     # each sample's supervised tokens are its own final answer
-    for row, ans in zip(batch["labels"].tolist(), ('there is "zorbex" in the image.', "The answer is white.")):
+    for row, ans in zip(batch["labels"].tolist(), ('there is "zorbex" in the image.', "The answer is white."), strict=False):
         sup = [t for t in row if t != -100]
         assert tok.decode(sup).strip() == ans + "</s>" and sup[-1] == tok.eos_token_id
 

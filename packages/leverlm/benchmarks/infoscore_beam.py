@@ -50,9 +50,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from transformers.utils import logging as hf_logging
-
     from vlrepro.leverlm.data import caption_rows
-    from vlrepro.leverlm.lvlm import FlamingoAdapter, _clip_tensor_transform, build_flamingo, build_tiny_flamingo, load_lvlm, tiny_tokenizer
+    from vlrepro.leverlm.lvlm import (
+        FlamingoAdapter,
+        _clip_tensor_transform,
+        build_flamingo,
+        build_tiny_flamingo,
+        load_lvlm,
+        tiny_tokenizer,
+    )
     from vlrepro.leverlm.method import InfoScorer, beam_search
     from vlrepro.leverlm.retrieval import rand_candidates
     from vlrepro.shared.data import make_mini
@@ -100,9 +106,9 @@ def main() -> None:
 
     naive_res, naive_s = run(naive, 1)  # one forward per candidate (and per beam's base prompt)
     fast_res, fast_s = run(fast, args.batch_size)
-    identical = all(a.id_list == b.id_list for a, b in zip(naive_res, fast_res))
-    agree = sum(x == y for a, b in zip(naive_res, fast_res) for x, y in zip(a.id_list, b.id_list)) / sum(len(a.id_list) for a in naive_res)
-    diff = max(abs(x - y) for a, b in zip(naive_res, fast_res) for x, y in zip(a.score_list, b.score_list))
+    identical = all(a.id_list == b.id_list for a, b in zip(naive_res, fast_res, strict=False))
+    agree = sum(x == y for a, b in zip(naive_res, fast_res, strict=False) for x, y in zip(a.id_list, b.id_list, strict=False)) / sum(len(a.id_list) for a in naive_res)
+    diff = max(abs(x - y) for a, b in zip(naive_res, fast_res, strict=False) for x, y in zip(a.score_list, b.score_list, strict=False))
     speedup = naive_s / fast_s
     print(json.dumps({
         "benchmark": "infoscore_beam", "device": str(device), "arch": "openflamingo-3b-sized" if args.real else "tiny-openflamingo",

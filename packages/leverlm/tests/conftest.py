@@ -50,7 +50,6 @@ class _Lazy(dict):
 @pytest.fixture(scope="session")
 def tiny_lvlm_dirs(tmp_path_factory):
     from transformers.utils import logging as hf_logging
-
     from vlrepro.leverlm.lvlm import build_tiny_flamingo, build_tiny_idefics
 
     hf_logging.set_verbosity_error()
@@ -62,7 +61,6 @@ def tiny_lvlm_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lvlms(tiny_lvlm_dirs):
     from omegaconf import OmegaConf
-
     from vlrepro.leverlm.lvlm import load_lvlm
 
     return _Lazy(lambda fam: load_lvlm(OmegaConf.create({"family": fam, "model_path": str(tiny_lvlm_dirs[fam])})))

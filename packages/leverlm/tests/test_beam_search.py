@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from vlrepro.leverlm.method import InfoScorer, beam_search, insert_candidate
 
 

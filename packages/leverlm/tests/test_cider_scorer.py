@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from vlrepro.leverlm.cider_scorer import Cider, CiderScorer
 from vlrepro.leverlm.prompts import style_for
 

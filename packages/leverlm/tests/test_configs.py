@@ -8,7 +8,6 @@ from importlib.resources import files
 
 import pytest
 from omegaconf import OmegaConf
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paper_cli import compose
 
@@ -85,7 +84,7 @@ def test_original_config_defects_are_fixed():
     # flamingo_3B: PR #1's cross_attn_every_n_layers fix
     assert compose(CONFIGS, "generate", ["infer_model=flamingo_3B"]).infer_model.cross_attn_every_n_layers == 1
     # the seed train script's nonexistent keys are rejected with a clear message (use trainer_args.max_epochs)
-    with pytest.raises(Exception):
+    with pytest.raises(VlreproError, match="epochs"):
         compose(CONFIGS, "train", ["epochs=20"])
     # vqav2_online (a loading-script hub dataset) fails with a one-line error naming the fix
     from vlrepro.leverlm.data import load_rows

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 import vlrepro.leverlm.generate as gen
 from vlrepro.shared.paper_cli import compose
 

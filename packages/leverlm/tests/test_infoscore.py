@@ -13,7 +13,6 @@ import math
 import pytest
 import torch
 from PIL import Image
-
 from vlrepro.leverlm.method import InfoScorer, beam_search
 
 FL_IMG, FL_EOC = "<image>", "<|endofchunk|>"
@@ -104,7 +103,7 @@ def test_beam_search_stores_the_scored_sequences(lvlms, train_rows, order):
     q, cands = 3, [0, 7, 12, 21]
     res = beam_search(q, cands, scorer, beam_size=2, few_shot_num=2, construct_order=order)
     assert len(res.id_list) == 2 and sorted(res.score_list, reverse=True) == res.score_list
-    for (c2, c1, qq), s in zip(res.id_list, res.score_list):
+    for (c2, c1, qq), s in zip(res.id_list, res.score_list, strict=False):
         assert qq == q and c1 != c2 and {c1, c2} <= set(cands)
         prompt = [c2, c1, q] if order == "left" else [c1, c2, q]  # stored list is built by prepending
         want = hand_probability(lvlm, [R[i] for i in prompt])[0] - hand_probability(lvlm, [R[c1], R[q]])[0]

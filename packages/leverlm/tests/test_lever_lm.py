@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from vlrepro.leverlm.method import TRAIN_OPTIONS, LeverLM, lever_lm_param_count
 from vlrepro.leverlm.train import split_samples
 

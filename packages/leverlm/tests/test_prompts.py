@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from vlrepro.leverlm.prompts import (
-    generation_text, mask_context, postprocess, processor_text, scoring_text, sequence_items, style_for,
+    generation_text,
+    mask_context,
+    postprocess,
+    processor_text,
+    scoring_text,
+    sequence_items,
+    style_for,
 )
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_leverlm.json").read_text(encoding="utf-8"))

@@ -8,10 +8,14 @@ import random
 import numpy as np
 import pytest
 import torch
-
 import vlrepro.leverlm.evaluate as ev
 from vlrepro.leverlm.retrieval import (
-    candidate_sets, rand_candidates, random_retrieval, sample_anchors, similarity_retrieval, topk_inner_product,
+    candidate_sets,
+    rand_candidates,
+    random_retrieval,
+    sample_anchors,
+    similarity_retrieval,
+    topk_inner_product,
 )
 from vlrepro.shared.paper_cli import compose
 

@@ -21,7 +21,6 @@ def tiny_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def adapters(tiny_dirs):
     from transformers.utils import logging as hf_logging
-
     from vlrepro.live.models import load_lmm
 
     hf_logging.set_verbosity_error()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paper_cli import compose
 

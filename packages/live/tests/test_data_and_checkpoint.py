@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from vlrepro.live.checkpoint import load_icv, save_icv
-from vlrepro.live.data import ICVTrainDataset, draw_demonstrations, load_eval_records, load_split, select_query_set
+from vlrepro.live.data import (
+    ICVTrainDataset,
+    draw_demonstrations,
+    load_eval_records,
+    load_split,
+    select_query_set,
+)
 from vlrepro.live.method import GlobalICVEncoder
 from vlrepro.live.prompts import VQAPrompt
 from vlrepro.shared.errors import MalformedFileError, MissingFileError

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from vlrepro.live.method import (
     GlobalICVEncoder,
     answer_position_mask,

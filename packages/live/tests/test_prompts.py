@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from vlrepro.live.prompts import VQAPrompt, idefics2_expand_images, idefics2_prompt_text, idefics_prompt_text
 
 GOLDEN = json.loads((Path(__file__).parent / "golden_live.json").read_text(encoding="utf-8"))

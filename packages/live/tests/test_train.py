@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from omegaconf import open_dict
-
 from vlrepro.live.checkpoint import load_icv
 from vlrepro.live.data import ICVTrainDataset, load_split
 from vlrepro.live.method import GlobalICVEncoder

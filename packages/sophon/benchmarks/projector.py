@@ -30,10 +30,20 @@ from pathlib import Path
 import torch
 
 try:
-    from vlrepro.sophon.projector import PrototypeExtractor, build_projector, cluster_param_count, count_params
+    from vlrepro.sophon.projector import (
+        PrototypeExtractor,
+        build_projector,
+        cluster_param_count,
+        count_params,
+    )
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from vlrepro.sophon.projector import PrototypeExtractor, build_projector, cluster_param_count, count_params
+    from vlrepro.sophon.projector import (
+        PrototypeExtractor,
+        build_projector,
+        cluster_param_count,
+        count_params,
+    )
 
 RELEASE = {"7b": (1024, 4096, 24_130_562), "13b": (1024, 5120, 34_618_370)}
 TOKENS = 576  # (336 / 14)^2 patches, CLS dropped

@@ -29,7 +29,6 @@ def tokenizer(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tokenizer):
     import torch
-
     from vlrepro.sophon.model import SqLlavaForCausalLM, tiny_sq_llava_config
 
     torch.manual_seed(0)

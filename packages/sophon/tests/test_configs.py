@@ -7,7 +7,6 @@ from importlib.resources import files
 
 import pytest
 from omegaconf import OmegaConf
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paper_cli import compose
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from vlrepro.sophon.conversation import (SQ_SYSTEM, inference_prompt, pieces_text, relabel_virtual_user,
-                                         render_conversation, supervised_runs, tokenize_conversation,
-                                         tokenizer_image_token)
+from vlrepro.sophon.conversation import (
+    SQ_SYSTEM,
+    inference_prompt,
+    pieces_text,
+    relabel_virtual_user,
+    render_conversation,
+    supervised_runs,
+    tokenize_conversation,
+    tokenizer_image_token,
+)
 from vlrepro.sophon.model import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 TRAIN_KEYS = ["train_v1", "train_v1_sq_relabel", "train_v1_sq_no_relabel"]

@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 from transformers import CLIPImageProcessor
-
 from vlrepro.shared.paper_cli import compose
 from vlrepro.sophon.conversation import tokenizer_image_token
 from vlrepro.sophon.data import preprocess_image

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-
 from vlrepro.shared.data import make_mini
 from vlrepro.shared.paper_cli import compose
 from vlrepro.sophon import evaluate as ev
+from vlrepro.sophon.conversation import get_template
 
 
 def test_normalize_caption_like_eval_image_caption():
@@ -107,7 +107,7 @@ def test_pope_always_yes(mini, tmp_path, monkeypatch):
     qfile = tmp_path / "coco_pope_random.jsonl"
     labels = ["yes", "no", "yes", "no"]
     qfile.write_text("".join(json.dumps({"question_id": i, "image": p.name, "text": "Is there a dog in the image?",
-                                         "label": lab}) + "\n" for i, (p, lab) in enumerate(zip(images, labels))))
+                                         "label": lab}) + "\n" for i, (p, lab) in enumerate(zip(images, labels, strict=False))))
     cfg = compose("vlrepro.sophon.configs", "eval", ["task=pope", f"pope_question_file={qfile}",
                                                       f"pope_image_folder={images[0].parent}", f"out_dir={tmp_path}", "model_id=oracle"])
     rows = _oracle_eval(monkeypatch, cfg, lambda it: "Yes, there is a dog.")
@@ -122,7 +122,7 @@ def test_self_questioning_loop_builds_n_shot_turns(tiny_model, tokenizer):
                                                max_new_tokens=2, max_question_tokens=3)
     # description turn + 2 self-QA turns re-inserted as USER turns + the real question, plain v1 system prompt
     assert final.count("USER: ") == 4 and "VUSER" not in final and final.count("<image>") == 1
-    assert final.startswith(ev.get_template("v1").system)
+    assert final.startswith(get_template("v1").system)
     assert "USER: <image>\nCan you describe the image in detail? ASSISTANT:" in final
     assert final.endswith("USER: What is it? ASSISTANT:")
     assert isinstance(answer, str)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from vlrepro.sophon import checkpoint as ckpt
 from vlrepro.sophon.model import IMAGE_TOKEN_INDEX, SqLlavaForCausalLM
 

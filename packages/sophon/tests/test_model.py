@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-
-from vlrepro.sophon.model import (IGNORE_INDEX, IMAGE_TOKEN_INDEX, MODEL_TYPE, SqLlavaForCausalLM, load_config)
+from vlrepro.sophon.model import IGNORE_INDEX, IMAGE_TOKEN_INDEX, MODEL_TYPE, SqLlavaForCausalLM, load_config
 
 
 def _batch():

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-from vlrepro.sophon.projector import (PrototypeExtractor, build_projector, cluster_param_count, count_params,
-                                      pool_tokens)
+from vlrepro.sophon.projector import (
+    PrototypeExtractor,
+    build_projector,
+    cluster_param_count,
+    count_params,
+    pool_tokens,
+)
 
 
 def reference_forward(m: PrototypeExtractor, x: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,14 @@ import copy
 import pytest
 import torch
 from transformers import CLIPImageProcessor
-
 from vlrepro.shared.data import make_mini
 from vlrepro.sophon import checkpoint as ckpt
-from vlrepro.sophon.data import LazySupervisedDataset, SupervisedCollator, load_training_records, modality_grouped_indices
+from vlrepro.sophon.data import (
+    LazySupervisedDataset,
+    SupervisedCollator,
+    load_training_records,
+    modality_grouped_indices,
+)
 from vlrepro.sophon.train import set_trainable
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paths import dataset_dir, root_dir
 

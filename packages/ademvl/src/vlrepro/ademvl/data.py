@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-
 from vlrepro.shared.data import ScienceQARecord, open_rgb
 from vlrepro.shared.errors import MalformedFileError, MissingFileError
 

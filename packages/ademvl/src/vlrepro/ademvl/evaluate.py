@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-
 from vlrepro.shared.data import load_karpathy, load_mme, load_scienceqa
 from vlrepro.shared.data.mme import mme_root
 from vlrepro.shared.errors import VlreproError, read_json
@@ -30,7 +29,16 @@ from vlrepro.shared.results import result_row, write_results
 
 from . import PAPER
 from .build import create_model, plain_config, resolve_device, scienceqa_root
-from .data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, OPTIONS, sqa_eval_prompt, to_tensor, with_captions
+from .data import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPTIONS,
+    sqa_eval_prompt,
+    to_tensor,
+    with_captions,
+)
 from .method import ADEMVL
 from .train import iter_batches, latest_checkpoint, load_adapter_file, seed_everything
 
@@ -77,7 +85,6 @@ def _images(paths: list[Path | None], size: int, mean, std) -> tuple[torch.Tenso
 # ----------------------------------------------------------------------------- tasks
 def eval_sqa(model: ADEMVL, cfg: DictConfig, out_dir: Path, records: list, *, log=print) -> tuple[list[dict], dict]:
     from tqdm import tqdm
-
     from vlrepro.shared.metrics.scienceqa import scienceqa_accuracy
 
     size = model.clip.image_size
@@ -88,7 +95,7 @@ def eval_sqa(model: ADEMVL, cfg: DictConfig, out_dir: Path, records: list, *, lo
         images, flags = _images([r.image_path for r in batch], size, IMAGENET_MEAN, IMAGENET_STD)
         texts = model.generate(prompts, images, flags, max_gen_len=int(cfg.get("sqa_max_gen_len", 1)),
                                max_total_len=int(cfg.max_seq_len))
-        for r, t in zip(batch, texts):
+        for r, t in zip(batch, texts, strict=False):
             preds[r.pid] = first_letter_index(t, len(r.choices))
     problems = {r.pid: {"choices": r.choices, "answer": r.answer, "hint": r.hint, "image": r.image_path is not None,
                         "subject": r.subject, "grade": r.grade} for r in records}
@@ -147,7 +154,6 @@ def caption_eval_items(cfg: DictConfig) -> tuple[list[tuple[int, Path]], dict[in
 
 def eval_caption(model: ADEMVL, cfg: DictConfig, out_dir: Path, items, refs, *, log=print) -> tuple[list[dict], dict]:
     from tqdm import tqdm
-
     from vlrepro.shared.metrics.caption import caption_scores
 
     size = model.clip.image_size
@@ -156,7 +162,7 @@ def eval_caption(model: ADEMVL, cfg: DictConfig, out_dir: Path, items, refs, *, 
         images, flags = _images([p for _, p in batch], size, CLIP_MEAN, CLIP_STD)
         texts = model.generate(["a picture of"] * len(batch), images, flags, max_gen_len=20,
                                max_total_len=int(cfg.max_seq_len))
-        for (iid, _), t in zip(batch, texts):
+        for (iid, _), t in zip(batch, texts, strict=False):
             preds[iid] = caption_after_prompt(t)
     (out_dir / "test_result.json").write_text(json.dumps([{"image_id": k, "caption": v} for k, v in preds.items()]),
                                               encoding="utf-8")
@@ -171,7 +177,6 @@ def eval_caption(model: ADEMVL, cfg: DictConfig, out_dir: Path, items, refs, *, 
 
 def eval_mme(model: ADEMVL, cfg: DictConfig, out_dir: Path, records, *, log=print) -> tuple[list[dict], dict]:
     from tqdm import tqdm
-
     from vlrepro.shared.metrics.mme import mme_scores
 
     size = model.clip.image_size
@@ -180,7 +185,7 @@ def eval_mme(model: ADEMVL, cfg: DictConfig, out_dir: Path, records, *, log=prin
         images, flags = _images([r.image_path for r in batch], size, IMAGENET_MEAN, IMAGENET_STD)
         prompts = [f"Instruction: {r.question}\nResponse:" for r in batch]
         texts = model.generate(prompts, images, flags, max_gen_len=10, max_total_len=int(cfg.max_seq_len))
-        for r, t in zip(batch, texts):
+        for r, t in zip(batch, texts, strict=False):
             pred = t.replace("\n", " ").replace("\t", " ").strip()
             rows_out.append({"subtask": r.subtask, "image": r.image_name, "question": r.question, "gt": r.answer,
                              "pred": pred})

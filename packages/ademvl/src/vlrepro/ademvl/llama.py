@@ -33,7 +33,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from vlrepro.shared.errors import MalformedFileError, MissingFileError, VlreproError
 
 WEIGHTS_HOW = ("get the Meta-format LLaMA weights (tokenizer.model, <size>/params.json, <size>/consolidated.*.pth) "
@@ -351,7 +350,7 @@ def split_into_shards(state: dict[str, torch.Tensor], n: int) -> list[dict[str, 
         else:
             if t.shape[dim] % n:
                 raise ValueError(f"{name} of shape {tuple(t.shape)} does not split in {n} along dim {dim}")
-            for s, part in zip(shards, torch.chunk(t, n, dim=dim)):
+            for s, part in zip(shards, torch.chunk(t, n, dim=dim), strict=False):
                 s[name] = part.clone()
     return shards
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.results import write_results
 
 from .evaluate import _row, evaluate
@@ -47,8 +46,8 @@ def init_tiny_llama(model: Transformer, seed: int) -> None:
 
 def write_tiny_weights(weights: Path, cfg: DictConfig) -> None:
     """``weights/tokenizer.model``, ``weights/<llm_model>/{params.json, consolidated.00.pth}`` and ``weights/clip``."""
-    from vlrepro.shared import testing
     from sentencepiece import SentencePieceProcessor
+    from vlrepro.shared import testing
 
     weights.mkdir(parents=True, exist_ok=True)
     sp_bytes = testing.sentencepiece_model()

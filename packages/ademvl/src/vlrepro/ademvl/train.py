@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
-
 from vlrepro.shared.atomic import write_atomic
 from vlrepro.shared.data import load_karpathy, load_scienceqa
 from vlrepro.shared.errors import VlreproError

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-
 from vlrepro.shared.data import load_episodes, load_imagenet_test, load_imagenet_train, open_rgb
 from vlrepro.shared.errors import VlreproError
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-
 from vlrepro.shared.errors import VlreproError
 
 from .method import Episode, demo_lcl_episode, demo_vqa_rounds, encode_rounds

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-
 from vlrepro.shared.atomic import atomic_open, write_json_atomic
 from vlrepro.shared.metrics.lcl import lcl_accuracy
 

@@ -40,7 +40,6 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPEncoder
 from transformers.models.llama.modeling_llama import LlamaModel
-
 from vlrepro.shared.errors import MalformedFileError, MissingFileError, VlreproError
 
 MODEL_TYPE = "lcl_shikra"

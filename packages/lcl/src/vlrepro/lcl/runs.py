@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paths import require_file
 from vlrepro.shared.results import result_row, write_results
@@ -25,8 +24,8 @@ from .data import (
     load_train_classes,
 )
 from .evaluate import predict, score, write_multitest
-from .method import VQA_QUESTION_TEMPLATE, Episode, Round, encode_rounds
-from .model import IM_PATCH, add_image_tokens, load_lcl, preprocess_images
+from .method import VQA_QUESTION_TEMPLATE, Episode, Round
+from .model import IM_PATCH, add_image_tokens, load_lcl
 from .train import TrainArgs, train_model
 
 DIST = "vlrepro-lcl"

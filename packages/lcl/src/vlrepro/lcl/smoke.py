@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.results import write_results
 from vlrepro.shared.testing import tiny_clip_image_processor, tiny_llama_tokenizer
 

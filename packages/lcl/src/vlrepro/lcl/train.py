@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
-
 from vlrepro.shared.atomic import write_atomic, write_json_atomic
 
 from .data import collate

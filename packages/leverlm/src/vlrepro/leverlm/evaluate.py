@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.atomic import write_json_atomic
 from vlrepro.shared.errors import VlreproError, read_json
 from vlrepro.shared.results import result_row, write_results
@@ -107,10 +105,10 @@ def icl_predictions(lvlm, cfg: DictConfig, train_rows: list[dict], test_rows: li
     for i in tqdm(range(0, len(test_rows), bs), desc="icl", unit="batch", dynamic_ncols=True):
         batch = test_rows[i : i + bs]
         icds = [[train_rows[j] for j in ice_idx[i + b]] for b in range(len(batch))]
-        texts = [generation_text(style, ic, q) for ic, q in zip(icds, batch)]
-        images = [images_of(sequence_items(style, ic, q, query_label=False)) for ic, q in zip(icds, batch)]
+        texts = [generation_text(style, ic, q) for ic, q in zip(icds, batch, strict=False)]
+        images = [images_of(sequence_items(style, ic, q, query_label=False)) for ic, q in zip(icds, batch, strict=False)]
         outs = lvlm.generate(texts, images, **gen_args)
-        for q, ic_ids, o in zip(batch, ice_idx[i : i + bs], outs):
+        for q, ic_ids, o in zip(batch, ice_idx[i : i + bs], outs, strict=False):
             rec = {"idx": q["idx"], "ice_idx": list(ic_ids), "output": o, "prediction": postprocess(lvlm.family, task, o)}
             for f in ("image_id", "question_id", "single_caption", "question", "answer"):
                 if f in q:

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.atomic import write_json_atomic
 from vlrepro.shared.errors import VlreproError, read_json
 from vlrepro.shared.paths import root_dir
@@ -155,7 +154,7 @@ def run_generate(cfg: DictConfig, lvlm=None) -> Path:
 
         mp.spawn(_spawn_entry, args=(OmegaConf.to_yaml(cfg), shards, cands, rows, [str(f) for f in files]), nprocs=world, join=True)
     merged: dict[str, Any] = {}
-    for f, shard in zip(files, shards):
+    for f, shard in zip(files, shards, strict=False):
         part = read_json(f, what="D_M shard") if f.is_file() else {}
         if any(str(a) not in part for a in shard):
             missing = sum(str(a) not in part for a in shard)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from vlrepro.shared.errors import VlreproError
 
 from .prompts import PromptStyle, style_for
@@ -199,7 +198,7 @@ class FlamingoAdapter(LVLMAdapter):
         cache = self.__dict__.setdefault("_latent_cache", {})
         keys = [[str(x) if isinstance(x, (str, Path)) else None for x in row] for row in images]
         new = list(dict.fromkeys(k for row in keys for k in row if k is not None and k not in cache))
-        loose = [x for row, krow in zip(images, keys) for x, k in zip(row, krow) if k is None]  # PIL inputs: no key
+        loose = [x for row, krow in zip(images, keys, strict=False) for x, k in zip(row, krow, strict=False) if k is None]  # PIL inputs: no key
         todo = new + [None] * len(loose)
         if todo:
             px = torch.stack([self.pixels(k, self.image_processor) for k in new] + [self.image_processor(_load_pil(x)) for x in loose])
@@ -213,7 +212,7 @@ class FlamingoAdapter(LVLMAdapter):
         n = max(len(r) for r in images)
         some = next(iter(cache.values())) if cache else lat[0]
         out = torch.zeros(len(images), n, *some.shape, dtype=some.dtype, device=some.device)  # [B, T_img, n, d]
-        for b, (row, krow) in enumerate(zip(images, keys)):
+        for b, (_row, krow) in enumerate(zip(images, keys, strict=False)):
             for j, k in enumerate(krow):
                 out[b, j] = cache[k] if k is not None else next(loose_lat)
         return out
@@ -265,9 +264,10 @@ def build_flamingo(config: dict, tokenizer) -> torch.nn.Module:
         lang.resize_token_embeddings(len(tokenizer))
     # optional sizes of the perceiver resampler / gated cross-attention blocks (open_flamingo hard-codes
     # depth 6, 8 heads × 64, 64 latents: right for 9B, 30× the rest of a tiny test model)
+    from unittest import mock
+
     import open_flamingo.src.flamingo as of_flamingo
     import open_flamingo.src.flamingo_lm as of_lm
-    from unittest import mock
 
     perceiver = functools.partial(of_flamingo.PerceiverResampler, **config.get("perceiver", {}))
     xattn = functools.partial(of_lm.GatedCrossAttentionBlock, **config.get("cross_attn", {}))
@@ -281,7 +281,6 @@ def build_flamingo(config: dict, tokenizer) -> torch.nn.Module:
 def tiny_tokenizer(out_dir: Path, family: str):
     """Local LLaMA-style tokenizer with the family's special tokens (kept whitespace-exact), saved + reloaded."""
     from transformers import AddedToken, AutoTokenizer
-
     from vlrepro.shared.testing import tiny_llama_tokenizer
 
     tok = tiny_llama_tokenizer(out_dir)
@@ -296,7 +295,6 @@ def tiny_tokenizer(out_dir: Path, family: str):
 def build_tiny_idefics(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Save a tiny random IDEFICS (shared tiny config, image size 32) with tokenizer and image processor."""
     from transformers import IdeficsForVisionText2Text, IdeficsImageProcessor
-
     from vlrepro.shared.testing import tiny_idefics_config
 
     out = Path(out_dir)
@@ -316,7 +314,6 @@ def build_tiny_idefics(out_dir: str | Path, *, seed: int = 0) -> Path:
 def build_tiny_flamingo(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Save a tiny random OpenFlamingo: ``flamingo_config.json`` + ``model.safetensors`` + tokenizer + image processor."""
     from safetensors.torch import save_model
-
     from vlrepro.shared.testing import tiny_clip_image_processor, tiny_llama_config
 
     out = Path(out_dir)

@@ -148,7 +148,7 @@ def beam_search(query_idx: int, candidates: Sequence[int], score_fn: Callable[[S
             if not cands:
                 continue
             s = score_fn(seq, cands, construct_order)
-            for c, sc in _top(list(zip(cands, s)), beam_size):
+            for c, sc in _top(list(zip(cands, s, strict=False)), beam_size):
                 keep_prompt = construct_order == "right" and right_store == "prompt_order"
                 new = insert_candidate(seq, c, "right") if keep_prompt else [c, *seq]
                 pool.append((new, float(sc)))

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from vlrepro.shared.errors import VlreproError
 
 # ----------------------------------------------------------------------------- CLIP features (cached)
@@ -41,7 +40,6 @@ def clip_features(model_path: str | Path, kind: str, values: Sequence[Any], *, c
     values (image paths or strings), so a changed data set never reuses stale features.
     """
     from safetensors.torch import load_file, save_file
-
     from vlrepro.shared.atomic import write_atomic
 
     keys = [str(v) for v in values]
@@ -55,7 +53,12 @@ def clip_features(model_path: str | Path, kind: str, values: Sequence[Any], *, c
 
 
 def _encode(model_path: str, kind: str, values: Sequence[Any], batch_size: int, device: str) -> torch.Tensor:
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPTextModelWithProjection,
+        CLIPVisionModelWithProjection,
+    )
 
     from .lvlm import _load_pil
 
@@ -132,7 +135,7 @@ def sim_candidates(anchors: Sequence[int], features: torch.Tensor, candidate_num
     """
     top = topk_inner_product(features[list(anchors)], features, candidate_num + 1)
     out = {}
-    for a, row in zip(anchors, top.tolist()):
+    for a, row in zip(anchors, top.tolist(), strict=False):
         out[int(a)] = [i for i in row if i != a][:candidate_num]
     return out
 

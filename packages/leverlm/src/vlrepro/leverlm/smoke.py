@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig
-
 from vlrepro.shared.paper_cli import compose
 from vlrepro.shared.results import write_results
 

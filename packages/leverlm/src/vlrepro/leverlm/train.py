@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.errors import VlreproError
 
 from .data import limit, load_rows
@@ -47,7 +46,7 @@ def split_samples(dm: dict[int, dict], train_ratio: float, threshold: float, rev
     parts: tuple[list, list] = ([], [])
     for i, a in enumerate(anchors):
         target = parts[0] if i < n_train else parts[1]
-        for seq, score in zip(dm[a]["id_list"], dm[a]["score_list"]):
+        for seq, score in zip(dm[a]["id_list"], dm[a]["score_list"], strict=False):
             if not math.isfinite(float(score)) or float(score) < threshold:
                 continue  # a non-finite score can only come from a broken scorer: never train on it
             icds = list(seq[:-1])
@@ -121,7 +120,6 @@ def make_module(model_kwargs: dict, q_tables: dict, i_tables: dict, lr: float, w
 
 def save_lever_lm(model: LeverLM, path: Path) -> None:
     from safetensors.torch import save_model
-
     from vlrepro.shared.atomic import write_atomic
 
     write_atomic(path, lambda tmp: save_model(model, tmp))

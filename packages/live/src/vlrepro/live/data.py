@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
-
 from vlrepro.shared.data import VQARecord, load_vqa, load_vqa_files
 from vlrepro.shared.data.vqa import coco2014_image_dir, vqa_files
 from vlrepro.shared.paths import dataset_dir
@@ -89,7 +88,7 @@ def official_annotation(r: VQARecord) -> dict:
         "answer_type": r.answer_type,
         "multiple_choice_answer": r.multiple_choice_answer,
         "answers": [{"answer": a, "answer_confidence": c or "yes", "answer_id": i + 1}
-                    for i, (a, c) in enumerate(zip(r.answers, r.answer_confidences or [""] * len(r.answers)))],
+                    for i, (a, c) in enumerate(zip(r.answers, r.answer_confidences or [""] * len(r.answers), strict=False))],
     }
 
 

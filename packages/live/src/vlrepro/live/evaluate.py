@@ -23,7 +23,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
-
 from vlrepro.shared.atomic import write_json_atomic
 from vlrepro.shared.data import VQARecord
 from vlrepro.shared.metrics.vqa import postprocess_vqa_generation, vqa_accuracy
@@ -81,7 +80,7 @@ def generate_predictions(
             idx = todo[start : start + bs]
             batch = [prompt_fn(i, records[i].load_image()) for i in idx]
             texts = adapter.generate(batch, **generation)
-            new = {records[i].question_id: postprocess_vqa_generation(t) for i, t in zip(idx, texts)}
+            new = {records[i].question_id: postprocess_vqa_generation(t) for i, t in zip(idx, texts, strict=False)}
             done.update(new)
             if partial_path is not None:
                 with partial_path.open("a", encoding="utf-8") as f:

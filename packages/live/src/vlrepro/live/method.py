@@ -26,7 +26,6 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from vlrepro.shared.hooks import get_submodule
 
 

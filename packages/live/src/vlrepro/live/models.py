@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from vlrepro.shared.errors import VlreproError
 
 from .prompts import Item, idefics2_prompt_text, idefics_prompt_text

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
-
 from vlrepro.shared.data import make_mini
 
 from .evaluate import evaluate

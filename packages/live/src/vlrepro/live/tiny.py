@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from vlrepro.shared.errors import VlreproError
 
 IDEFICS_SPECIAL_TOKENS = ["<fake_token_around_image>", "<image>"]

@@ -20,7 +20,6 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paths import root_dir
 

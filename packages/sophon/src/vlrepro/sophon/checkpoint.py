@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from vlrepro.shared.errors import MissingFileError, VlreproError
 
 from .model import MODEL_TYPE, SqLlavaConfig, SqLlavaForCausalLM, load_config
@@ -41,7 +40,6 @@ VIT_LORA_DIR = "Vit-lora"
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write ``tensors`` as safetensors, atomically."""
     from safetensors.torch import save_file
-
     from vlrepro.shared.atomic import write_atomic
 
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}

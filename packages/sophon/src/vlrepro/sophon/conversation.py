@@ -48,10 +48,10 @@ class Conversation:
     sep2: str = "</s>"
     messages: list[list[Any]] = field(default_factory=list)
 
-    def copy(self) -> "Conversation":
+    def copy(self) -> Conversation:
         return copy.deepcopy(self)
 
-    def clear(self) -> "Conversation":
+    def clear(self) -> Conversation:
         """Drop all messages (the original lacks this method, so ``--sq`` and its demo crash)."""
         self.messages = []
         return self
@@ -244,7 +244,7 @@ def supervised_runs(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[
     """The supervised token ids grouped into contiguous runs (for tests and debugging)."""
     runs: list[list[int]] = []
     prev = False
-    for tok, lab in zip(input_ids.tolist(), labels.tolist()):
+    for tok, lab in zip(input_ids.tolist(), labels.tolist(), strict=False):
         on = lab != IGNORE_INDEX
         if on and not prev:
             runs.append([])

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-
 from vlrepro.shared.data import ConversationRecord, load_llava
 from vlrepro.shared.errors import VlreproError
 

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-
 from vlrepro.shared.errors import VlreproError
 
 from .conversation import inference_prompt
@@ -144,7 +143,6 @@ def tiny_demo_model(seed: int = 0):
     from pathlib import Path
 
     from transformers import CLIPImageProcessor
-
     from vlrepro.shared.testing import tiny_llama_tokenizer
 
     from .model import SqLlavaForCausalLM, tiny_sq_llava_config

@@ -26,13 +26,11 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.errors import MissingFileError, VlreproError
 
 from . import PAPER
-from .conversation import get_template, inference_prompt, tokenizer_image_token
+from .conversation import inference_prompt, tokenizer_image_token
 from .data import preprocess_image
-from .model import IMAGE_TOKEN_INDEX
 
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 MULTI_CHOICE = "Answer with the option's letter from the given choices directly."
@@ -81,7 +79,7 @@ def generate_answers(model, tokenizer, image_processor, items: Sequence[Item], *
         else:
             prompts = [inference_prompt(it.question, template) for it in chunk]
             texts = _generate(model, tokenizer, prompts, images, max_new_tokens=max_new_tokens, device=device)
-            answers = list(zip(chunk, prompts, texts))
+            answers = list(zip(chunk, prompts, texts, strict=False))
         for it, prompt, text in answers:
             out[it.qid] = {"prompt": prompt, "text": text}
             if on_answer:
@@ -178,7 +176,7 @@ def pope_scores(labels: Sequence[str], answers: Sequence[str]) -> dict[str, floa
         return not (any(w in ("no", "not") for w in words))
 
     tp = fp = tn = fn = 0
-    for lab, ans in zip(labels, answers):
+    for lab, ans in zip(labels, answers, strict=False):
         p, g = yes(ans), lab.strip().lower() == "yes"
         tp += p and g
         fp += p and not g

@@ -28,8 +28,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import (AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel, LlamaConfig,
-                          LlamaForCausalLM, LlamaModel)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaModel,
+)
 
 from .projector import build_projector
 

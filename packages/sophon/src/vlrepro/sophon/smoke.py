@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.paper_cli import compose
 
 
@@ -40,7 +39,6 @@ def sq_tokenizer(out_dir: Path, texts: list[str], vocab_size: int = 1000):
 
     import sentencepiece as spm
     from transformers import AutoTokenizer, LlamaTokenizer
-
     from vlrepro.shared import testing
 
     from .conversation import SQ_SYSTEM
@@ -104,7 +102,6 @@ def warm_language_model(llm, tok, texts: list[str], *, steps: int, lr: float = 3
 def make_tiny_base(out: Path, smoke: DictConfig, texts: list[str]) -> tuple[Path, Path]:
     """Save a tiny random Llama + tokenizer (the "Vicuna") and a tiny random CLIP + processor."""
     from transformers import LlamaForCausalLM
-
     from vlrepro.shared.testing import tiny_clip_model, tiny_llama_config
 
     llm_dir, clip_dir = out / "vicuna-tiny", out / "clip-tiny"

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from vlrepro.shared.errors import VlreproError
 from vlrepro.shared.paths import dataset_dir
 
@@ -142,7 +141,7 @@ def set_trainable(model, stage: str, *, tune_vision_lora: bool) -> None:
     for p in base.model.mm_projector.parameters():
         p.requires_grad = True
     if stage == "pretrain" or not tune_vision_lora:
-        for n, p in base.model.vision_tower.named_parameters():
+        for p in base.model.vision_tower.parameters():
             p.requires_grad = False
 
 

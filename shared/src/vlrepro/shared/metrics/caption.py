@@ -127,7 +127,7 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]], *, timeout: float =
         src.write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
         cmd = [_java(), "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", src.name]
         try:
-            proc = subprocess.run(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise VlreproError(f"PTB tokenizer did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0:
@@ -138,7 +138,7 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]], *, timeout: float =
         tokenized.pop()  # the newline that ends the last line
     if len(tokenized) != len(lines):
         raise VlreproError(f"PTB tokenizer returned {len(tokenized)} lines for {len(lines)} captions")
-    for key, line in zip(keys, tokenized):
+    for key, line in zip(keys, tokenized, strict=False):
         out[key].append(" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATIONS))
     return out
 
@@ -240,7 +240,7 @@ def _spice(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, list[str]],
         src.write_text(json.dumps(data), encoding="utf-8")
         cmd = [_java(), "-jar", "-Xmx8G", str(jar), str(src), "-out", str(dst), "-subset", "-silent"]
         try:
-            proc = subprocess.run(cmd, cwd=spice_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+            proc = subprocess.run(cmd, cwd=spice_dir, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise VlreproError(f"SPICE did not finish within {timeout:.0f} s") from None
         if proc.returncode != 0 or not dst.is_file():

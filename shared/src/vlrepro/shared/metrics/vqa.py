@@ -33,7 +33,7 @@ import argparse
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -76,7 +76,7 @@ _ANY_PUNCT = re.compile("[" + re.escape("".join(PUNCT)) + ".]")
 _RESULTS_FIX = 'write the official results format: a JSON list of {"question_id": int, "answer": str}'
 
 
-@lru_cache(maxsize=None)
+@cache
 def process_punctuation(text: str) -> str:
     """``VQAEval.processPunctuation``.
 
@@ -96,7 +96,7 @@ def process_punctuation(text: str) -> str:
     return _PERIOD_STRIP.sub("", out, _PERIOD_COUNT)
 
 
-@lru_cache(maxsize=None)
+@cache
 def process_digit_article(text: str) -> str:
     """``VQAEval.processDigitArticle``: lower-case, number words ``none..ten`` to digits, drop
     ``a/an/the``, expand contractions (``dont`` -> ``don't``), re-join on single spaces."""
@@ -112,7 +112,7 @@ def _clean(text: str) -> str:
     return text.replace("\n", " ").replace("\t", " ").strip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def normalize_answer(ans: str) -> str:
     """The full normalisation applied to a prediction by the official script.
 
@@ -245,7 +245,7 @@ def _select(
     return selected, len(by_id)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _one_match(n: int) -> float:
     """LOO mean for n answers of which exactly one matches: that annotator scores 0, the others
     1/3 each, accumulated left to right (adding 0.0 does not change a float sum)."""
@@ -276,10 +276,10 @@ def _leave_one_out_dict(answers: Sequence[Mapping[str, Any]], gts: Sequence[str]
 
     Equal to :func:`_leave_one_out` whenever the answer dicts are pairwise distinct.
     """
-    dicts = [{**a, "answer": g} for a, g in zip(answers, gts)]
+    dicts = [{**a, "answer": g} for a, g in zip(answers, gts, strict=False)]
     total = 0.0
     for d in dicts:
-        matches = sum(1 for other, g in zip(dicts, gts) if other != d and g == pred)
+        matches = sum(1 for other, g in zip(dicts, gts, strict=False) if other != d and g == pred)
         total += min(1.0, matches / 3)
     return total / len(dicts)
 
