@@ -77,6 +77,9 @@ def test_imagenet100_paper_values_by_total_shots():
 def test_demo_flags_and_default_bind():
     cfg = _compose("demo", ["--model_path", "/ckpt", "--load_in_8bit", "true"])
     assert cfg.model_path == "/ckpt" and cfg.load_in_8bit is True and cfg.server_name == "127.0.0.1"
+    # the seed's --server_name/--server_port and the --host/--port that vlrepro-sophon demo also takes
+    assert (_compose("demo", ["--server_name", "0.0.0.0", "--server_port", "7860"]).server_name,
+            _compose("demo", ["--host", "0.0.0.0", "--port", "7861"]).server_port) == ("0.0.0.0", 7861)
 
 
 def test_cfg_job_prints(capsys):

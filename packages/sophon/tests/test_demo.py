@@ -69,3 +69,13 @@ def test_self_questioning_switch_answers(dm):
 def test_demo_binds_localhost_by_default():
     cfg = compose("vlrepro.sophon.configs", "demo", [])
     assert cfg.host == "127.0.0.1" and cfg.share is False
+
+
+def test_demo_takes_llava_host_and_port_flags():
+    from vlrepro.shared.paper_cli import parse_verb_args
+    from vlrepro.sophon.cli import VERBS
+
+    demo = next(v for v in VERBS if v.name == "demo")
+    overrides, _ = parse_verb_args(["--host", "0.0.0.0", "--port", "7861"], demo.flags)
+    cfg = compose("vlrepro.sophon.configs", "demo", overrides)
+    assert (cfg.host, cfg.port) == ("0.0.0.0", 7861)

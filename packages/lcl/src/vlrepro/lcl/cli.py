@@ -52,6 +52,8 @@ VERBS: list[Verb] = [
          _eval, flags=_HF_FLAGS),
     Verb("demo", "Gradio app with the VQA and LCL tabs (binds 127.0.0.1 unless --server_name)", _demo,
          flags={"--model_path": "model_path", "--server_name": "server_name", "--server_port": "server_port",
+                # --host/--port: the same spelling as vlrepro-sophon demo, for container users
+                "--host": "server_name", "--port": "server_port",
                 "--load_in_8bit": "load_in_8bit", "--load_in_4bit": "load_in_4bit"}),
 ]
 

@@ -54,7 +54,8 @@ VERBS: list[Verb] = [
     Verb("finetune", "stage 2: self-questioning instruction tuning (v1_sq, LoRA + projector)", _train, flags=TRAIN_FLAGS),
     Verb("train", "either stage by preset (default finetune; experiment=pretrain_7b|finetune_lora_7b|pretrain_13b|finetune_lora_13b)", _train, flags=TRAIN_FLAGS),
     Verb("eval", "captioning / VQAv2 / ScienceQA / POPE evaluation, greedy (task=...)", _eval, flags=EVAL_FLAGS),
-    Verb("demo", "Gradio chat with image upload (127.0.0.1 unless host= is given)", _demo, flags=EVAL_FLAGS),
+    Verb("demo", "Gradio chat with image upload (127.0.0.1 unless --host is given)", _demo,
+         flags={**EVAL_FLAGS, "--host": "host", "--port": "port"}),  # LLaVA gradio_web_server spellings
 ]
 
 
