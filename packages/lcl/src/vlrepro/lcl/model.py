@@ -41,6 +41,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.clip.modeling_clip import CLIPEncoder
 from transformers.models.llama.modeling_llama import LlamaModel
 from vlrepro.shared.errors import MalformedFileError, MissingFileError, VlreproError
+from vlrepro.shared.images import expand_to_square
 
 MODEL_TYPE = "lcl_shikra"
 IMAGE_PLACEHOLDER = "<image>"
@@ -310,13 +311,7 @@ def add_image_tokens(tokenizer, model: LCLForCausalLM | None = None) -> dict[str
 
 def expand2square(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Pad to a centred square with a white background (Shikra's ``Expand2square``)."""
-    w, h = img.size
-    if w == h:
-        return img
-    side = max(w, h)
-    canvas = Image.new(img.mode, (side, side), background)
-    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-    return canvas
+    return expand_to_square(img, background)
 
 
 def preprocess_images(images: list[Image.Image], processor: CLIPImageProcessor) -> torch.Tensor:

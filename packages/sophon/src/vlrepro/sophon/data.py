@@ -19,22 +19,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from vlrepro.shared.data import ConversationRecord, load_llava
 from vlrepro.shared.errors import VlreproError
+from vlrepro.shared.images import expand_to_square
 
 from .conversation import tokenize_conversation
 from .model import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
-
-
-def expand_to_square(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """``image_aspect_ratio: pad``: centre the image on a square canvas of the background colour."""
-    w, h = img.size
-    if w == h:
-        return img
-    side = max(w, h)
-    canvas = Image.new(img.mode, (side, side), background)
-    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-    return canvas
 
 
 def preprocess_image(img: Image.Image, image_processor, aspect_ratio: str = "pad") -> torch.Tensor:
