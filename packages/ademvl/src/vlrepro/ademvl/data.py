@@ -7,7 +7,6 @@ ignores id 0); ``image`` is ``[3, S, S]`` (zeros and ``indicator`` 0 for a text-
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -19,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from vlrepro.shared.data import ScienceQARecord, open_rgb
-from vlrepro.shared.errors import MalformedFileError, MissingFileError
+from vlrepro.shared.errors import MalformedFileError, read_json
 
 from .llama import Tokenizer
 
@@ -135,13 +134,10 @@ def with_captions(records: list[ScienceQARecord], caption_file: str | Path | Non
     if caption_file is None:
         return records
     path = Path(caption_file)
-    if not path.is_file():
-        raise MissingFileError(f"ScienceQA captions file not found: {path}",
-                               fix="captions.json is in the ScienceQA repo's data/ folder")
-    try:
-        caps = json.loads(path.read_text(encoding="utf-8"))["captions"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise MalformedFileError(f"ScienceQA captions file is not {{'captions': {{pid: text}}}}: {path} ({e})") from None
+    doc = read_json(path, what="ScienceQA captions file", fix="captions.json is in the ScienceQA repo's data/ folder")
+    caps = doc.get("captions") if isinstance(doc, dict) else None
+    if not isinstance(caps, dict):
+        raise MalformedFileError(f"ScienceQA captions file is not {{'captions': {{pid: text}}}}: {path}")
     return [replace(r, caption=str(caps.get(r.pid, ""))) for r in records]
 
 
@@ -218,13 +214,11 @@ def instruction_examples(all_data: Path, data_root: Path) -> list[Example]:
     Images: ``<data_root>/cocoimages/train/COCO_train2014_<image>`` (where the code reads them, not
     the README's ``images/train2014``) or ``<data_root>/images/train/<qid>/image.png`` for ScienceQA.
     """
-    if not all_data.is_file():
-        raise MissingFileError(f"instruction data not found: {all_data}",
-                               fix="get all_data.json from LaVIN's release (see the seed README) into data_root")
-    try:
-        rows = json.loads(all_data.read_text(encoding="utf-8"))["all"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise MalformedFileError(f"{all_data} is not {{'all': [...]}} ({e})") from None
+    doc = read_json(all_data, what="instruction data",
+                    fix="get all_data.json from LaVIN's release (see the seed README) into data_root")
+    rows = doc.get("all") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise MalformedFileError(f"{all_data} is not {{'all': [...]}}")
     out = []
     for row in rows:
         image = row.get("image")
